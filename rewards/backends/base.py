@@ -1,0 +1,101 @@
+"""What every PRM backend provides, and the one rule for where step scores are read.
+
+A backend turns conversations (``rewards.conversation``) plus their images into one padded batch of
+model inputs and, for every conversation, the *read positions*: the index of the token that
+predicts each assistant turn's placeholder. The step score is read from the logits there, and
+training puts the step label there as the target, so scoring and training share one definition.
+
+Read positions are found in token space, not by string search: the assistant header that the chat
+format puts before every answer (``<|im_start|>assistant\\n`` for ChatML) is tokenised once, and
+every occurrence of its ids followed by the answer token marks one placeholder. A solution whose
+text contains the chat format's special tokens would add occurrences; the count check catches it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import torch
+from PIL import Image
+
+from rewards.conversation import Conversation
+
+
+class InputError(ValueError):
+    """A record cannot be scored as given (too long, markup inside the text, bad image)."""
+
+
+@dataclass
+class EncodedBatch:
+    """Model inputs for a batch of conversations (right-padded) and where to read each step.
+
+    ``read_positions[i]`` lists, for conversation ``i``, the index of the token whose logits predict
+    each step's placeholder (so ``input_ids[i, p + 1]`` is the placeholder).
+    """
+
+    inputs: dict[str, torch.Tensor]
+    read_positions: list[list[int]]
+    lengths: list[int] = field(default_factory=list)
+
+
+class Backend(Protocol):
+    good_id: int  # token id of "+"
+    bad_id: int  # token id of "-"
+
+    def encode(
+        self, conversations: Sequence[Conversation], images: Sequence[Sequence[Image.Image]]
+    ) -> EncodedBatch: ...
+
+    def logits(self, batch: EncodedBatch) -> torch.Tensor: ...
+
+
+def find_read_positions(ids: Sequence[int], header: Sequence[int], answer_ids: set[int], expected: int) -> list[int]:
+    """Positions ``p`` such that ``ids[p+1]`` is an answer token right after the assistant header.
+
+    >>> find_read_positions([9, 1, 2, 5, 9, 1, 2, 6], header=[1, 2], answer_ids={5, 6}, expected=2)
+    [2, 6]
+    """
+    n, h = len(ids), len(header)
+    found = []
+    first = header[0]
+    for i in range(n - h):
+        if ids[i] == first and list(ids[i : i + h]) == list(header):
+            p = i + h - 1
+            if ids[p + 1] in answer_ids:
+                found.append(p)
+    if len(found) != expected:
+        raise InputError(
+            f"found {len(found)} assistant placeholders for {expected} steps: the text probably "
+            "contains the chat format's special tokens"
+        )
+    return found
+
+
+def answer_token_ids(tokenizer, header_text: str) -> tuple[list[int], int, int]:
+    """Token ids of the assistant header and of ``+`` and ``-`` as they follow it.
+
+    Raises when the tokenizer does not give ``+`` or ``-`` a single token of its own there.
+    """
+    header = tokenizer.encode(header_text, add_special_tokens=False)
+    out = []
+    for answer in ("+", "-"):
+        ids = tokenizer.encode(header_text + answer, add_special_tokens=False)
+        if ids[: len(header)] != header or len(ids) != len(header) + 1:
+            raise ValueError(
+                f"the tokenizer does not give {answer!r} its own token after the assistant header "
+                f"{header_text!r} (got {tokenizer.convert_ids_to_tokens(ids[len(header):])})"
+            )
+        out.append(ids[-1])
+    return header, out[0], out[1]
+
+
+def pad_right(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id lists into ``(input_ids, attention_mask)`` of shape ``(B, L)``."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids, mask
