@@ -20,8 +20,8 @@ from PIL import Image
 
 from rewards.aggregate import aggregate
 from rewards.backends.base import Backend
-from rewards.conversation import build_conversation
-from rewards.steps import Step, split_steps
+from rewards.conversation import Conversation, build_conversation
+from rewards.steps import SEPARATOR, Step, join_steps, split_steps
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class Group:
 
     question: str
     images: Sequence[Image.Image]
-    solutions: Sequence[str]
+    solutions: Sequence[str | Sequence[str]]  # solution texts, or lists of given steps
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -121,8 +121,17 @@ class ProcessRewardModel:
             raise ValueError(f"unknown backend {backend!r}; use 'hf', 'internvl-remote' or 'auto'")
         return cls(be, **kwargs)
 
-    def split(self, solution: str) -> list[Step]:
-        """The steps this PRM scores (ORM mode: the whole solution as one step)."""
+    def split(self, solution: str | Sequence[str]) -> list[Step]:
+        """The steps this PRM scores (ORM mode: the whole solution as one step).
+
+        A solution given as a list of steps (as VisualProcessBench gives them) is scored step for
+        step, never re-split or merged, so labels stay aligned; spans refer to ``join_steps``.
+        """
+        if not isinstance(solution, str):
+            if self.orm:
+                solution = join_steps(list(solution))
+            else:
+                return given_steps(solution)
         if self.orm:
             text = solution.strip()
             if not text:
@@ -136,34 +145,55 @@ class ProcessRewardModel:
         """Score every candidate solution of one question."""
         return self.score_groups([Group(question, images, solutions)])[0]
 
+    def prepare(self, group: Group) -> list[tuple[list[Step], Conversation]]:
+        """Steps and scoring conversation of every candidate; raises on a record that cannot be scored."""
+        out = []
+        for solution in group.solutions:
+            steps = self.split(solution)
+            conv = build_conversation(group.question, [st.text for st in steps], num_images=len(group.images))
+            out.append((steps, conv))
+        return out
+
     @torch.inference_mode()
     def score_groups(self, groups: Iterable[Group]) -> list[list[ScoredSolution]]:
         """Score many groups; conversations of all groups are batched together."""
         groups = list(groups)
-        items = []  # (group index, solution index, steps, conversation, images)
+        items = []  # (group index, steps, conversation, images)
         for g, group in enumerate(groups):
-            for s, solution in enumerate(group.solutions):
-                steps = self.split(solution)
-                conv = build_conversation(group.question, [st.text for st in steps], num_images=len(group.images))
-                items.append((g, s, steps, conv, group.images))
-        # Batch similar lengths together, keep images-with and images-without apart.
-        order = sorted(range(len(items)), key=lambda i: (len(items[i][4]) > 0, sum(len(st.text) for st in items[i][2])))
-        probs: dict[int, list[float]] = {}
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            buckets: dict[bool, list[int]] = {}
-            for i in chunk:
-                buckets.setdefault(len(items[i][4]) > 0, []).append(i)
-            for idx in buckets.values():
-                batch = self.backend.encode([items[i][3] for i in idx], [items[i][4] for i in idx])
-                logits = self.backend.step_logits(batch)
-                p = torch.softmax(logits, dim=-1)[..., 0].cpu()
-                for row, i in enumerate(idx):
-                    probs[i] = p[row, : items[i][3].num_steps].tolist()
-        out: list[list[ScoredSolution]] = [[None] * len(gr.solutions) for gr in groups]  # type: ignore[list-item]
-        for i, (g, s, steps, _, _) in enumerate(items):
-            out[g][s] = ScoredSolution(steps, probs[i], aggregate(probs[i], self.aggregation))
+            for steps, conv in self.prepare(group):
+                items.append((g, steps, conv, group.images))
+        probs = self._step_probs([(conv, images) for _, _, conv, images in items])
+        out: list[list[ScoredSolution]] = [[] for _ in groups]
+        for (g, steps, _, _), p in zip(items, probs):
+            out[g].append(ScoredSolution(steps, p, aggregate(p, self.aggregation)))
         return out
+
+    def _step_probs(self, items: list[tuple[Conversation, Sequence[Image.Image]]]) -> list[list[float]]:
+        """P(+) per step for each (conversation, images), in batches of similar length."""
+        has_img = [len(images) > 0 for _, images in items]
+        # Keep conversations with and without images apart; sort by length to cut padding.
+        order = sorted(range(len(items)), key=lambda i: (has_img[i], sum(len(t.text) for t in items[i][0].turns)))
+        probs: list[list[float]] = [[] for _ in items]
+        for flag in (False, True):
+            idx_all = [i for i in order if has_img[i] == flag]
+            for start in range(0, len(idx_all), self.batch_size):
+                idx = idx_all[start : start + self.batch_size]
+                batch = self.backend.encode([items[i][0] for i in idx], [items[i][1] for i in idx])
+                p = torch.softmax(self.backend.step_logits(batch), dim=-1)[..., 0].cpu()
+                for row, i in enumerate(idx):
+                    probs[i] = p[row, : items[i][0].num_steps].tolist()
+        return probs
+
+
+def given_steps(steps: Sequence[str]) -> list[Step]:
+    """Steps given as a list, with spans inside ``join_steps(steps)``."""
+    out, pos = [], 0
+    for i, text in enumerate(steps):
+        if not text.strip():
+            raise ValueError(f"step {i + 1} is empty")
+        out.append(Step(text, pos, pos + len(text)))
+        pos += len(text) + len(SEPARATOR)
+    return out
 
 
 def detect_backend(path_or_id: str) -> str:

@@ -1,0 +1,96 @@
+"""The records rlvprm reads: prompt sets and VisualProcessBench, normalised to one shape.
+
+A prompt record has ``id``, ``image`` or ``images`` (paths relative to ``image_root``), ``question``,
+``answer`` and optionally ``response`` (a solution string), ``data_source`` and ``choices``.
+A VisualProcessBench record has ``image`` (a list of paths), ``question``, ``answer``,
+``response: {steps, process_correctness}``, ``policy_model`` and ``data_source``; it has no id, so
+its line number stands in. Every problem raises :class:`RecordError` naming the record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from rlvprm.data.jsonl import RecordError
+
+
+@dataclass
+class Record:
+    id: str
+    question: str
+    image_paths: list[str]
+    answer: str | None = None
+    response: str | list[str] | None = None  # a solution text, or given steps (VisualProcessBench)
+    labels: list[int] | None = None  # VisualProcessBench process_correctness: 1, 0 (neutral), -1
+    data_source: str | None = None
+    choices: list[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_record(raw: dict[str, Any], line: int, require_response: bool = False) -> Record:
+    """Normalise one raw jsonl record (prompt-set or VisualProcessBench format)."""
+    rid = str(raw["id"]) if raw.get("id") is not None else str(line)
+    where = f"record {rid} (line {line})"
+    question = raw.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise RecordError(f"{where}: no question")
+    images = raw.get("images", raw.get("image"))
+    if images is None:
+        paths: list[str] = []
+    elif isinstance(images, str):
+        paths = [images]
+    elif isinstance(images, list) and all(isinstance(p, str) for p in images):
+        paths = list(images)
+    else:
+        raise RecordError(f"{where}: 'image'/'images' must be a path or a list of paths")
+    response = raw.get("response")
+    labels = None
+    if isinstance(response, dict):
+        steps = response.get("steps")
+        if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+            raise RecordError(f"{where}: response.steps must be a list of strings")
+        labels = response.get("process_correctness")
+        if labels is not None:
+            if len(labels) != len(steps):
+                raise RecordError(f"{where}: {len(labels)} process_correctness labels for {len(steps)} steps")
+            if any(x not in (1, 0, -1) for x in labels):
+                raise RecordError(f"{where}: process_correctness values must be 1, 0 or -1")
+        response = steps
+    elif response is not None and not isinstance(response, str):
+        raise RecordError(f"{where}: response must be a string or {{steps: [...]}}")
+    if require_response and (response is None or (isinstance(response, str) and not response.strip())
+                             or (isinstance(response, list) and not any(s.strip() for s in response))):
+        raise RecordError(f"{where}: empty response")
+    answer = raw.get("answer")
+    known = {"id", "question", "image", "images", "answer", "response", "data_source", "choices"}
+    return Record(
+        id=rid,
+        question=question,
+        image_paths=paths,
+        answer=None if answer is None else str(answer),
+        response=response,
+        labels=labels,
+        data_source=raw.get("data_source"),
+        choices=raw.get("choices"),
+        extra={k: v for k, v in raw.items() if k not in known},
+    )
+
+
+def load_images(record: Record, image_root: str | Path | None) -> list[Image.Image]:
+    """Open the record's images as RGB; a missing or unreadable file raises naming the record."""
+    root = Path(image_root) if image_root else Path(".")
+    out = []
+    for rel in record.image_paths:
+        path = root / rel
+        if not path.exists():
+            raise RecordError(f"record {record.id}: image {path} does not exist")
+        try:
+            with Image.open(path) as im:
+                out.append(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as err:
+            raise RecordError(f"record {record.id}: image {path} cannot be read ({err})") from None
+    return out
