@@ -45,8 +45,9 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from rewards.aggregate import parse_aggregation
+
 SCALE_REWARDS = ("group", "batch", "none")
-AGGREGATIONS = ("mean", "min", "max", "last", "prod", "softmin")
 
 
 # --- input checks ---------------------------------------------------------------------------------
@@ -219,19 +220,6 @@ def _softmin(values: Tensor, include: Tensor, temperature: float) -> Tensor:
     return weighted.sum(dim=-1)
 
 
-def _parse_aggregation(name: str, temperature: float) -> tuple[str, float]:
-    method, colon, named = name.strip().lower().partition(":")
-    if method not in AGGREGATIONS or (colon and method != "softmin"):
-        raise ValueError(f"aggregation must be one of {AGGREGATIONS} or 'softmin:T', got {name!r}")
-    if colon:
-        try:
-            temperature = float(named)
-        except ValueError:
-            raise ValueError(f"aggregation {name!r}: temperature {named!r} is not a number") from None
-    _check_temperature(temperature)
-    return method, temperature
-
-
 def _check_temperature(temperature: float | None) -> None:
     if temperature is not None and not (0 < temperature < math.inf):
         raise ValueError(f"temperature must be a positive finite number, got {temperature}")
@@ -287,11 +275,11 @@ def aggregate_step_rewards(
 
     Shapes: B completions, S max steps. step_rewards (B, S), step_mask (B, S) -> scores (B,).
 
-    ``aggregation``: ``mean`` (VisualPRM's), ``min``, ``max``, ``last``, ``prod``, or ``softmin``
-    (``sum softmax(-r / temperature) * r``), with the names and the ``"softmin:T"`` spelling of
-    ``rewards.aggregate``, so one recipe value means the same at train and test time; ``T`` in the
-    name overrides ``temperature``, which only ``softmin`` reads. A row with no steps scores
-    ``empty_value``.
+    ``aggregation``: a name from ``rewards.aggregate`` (the tensor form of its ``aggregate``):
+    ``mean`` (VisualPRM's), ``min``, ``max``, ``last``, ``prod``, or ``softmin``
+    (``sum softmax(-r / temperature) * r``), also written ``"softmin:T"``; ``T`` in the name
+    overrides ``temperature``, which only ``softmin`` reads. A row with no steps scores
+    ``empty_value`` (``rewards.aggregate`` refuses an empty list; here a row may have no steps).
 
     >>> r = torch.tensor([[0.9, 0.5, 0.7], [0.8, 0.0, 0.0], [0.0, 0.0, 0.0]])
     >>> m = torch.tensor([[True, True, True], [True, False, False], [False, False, False]])
@@ -300,7 +288,11 @@ def aggregate_step_rewards(
     >>> aggregate_step_rewards(r, m, "last", empty_value=-1.0)
     tensor([ 0.7000,  0.8000, -1.0000])
     """
-    aggregation, temperature = _parse_aggregation(aggregation, temperature)
+    # The names (and "softmin:T") are rewards.aggregate's, so a recipe value means the same in
+    # Best-of-N and in RL.
+    aggregation, named_temperature = parse_aggregation(aggregation)
+    temperature = temperature if named_temperature is None else named_temperature
+    _check_temperature(temperature)
     check_step_rewards(step_rewards, step_mask)
     rewards = _as_float(step_rewards)
     num_steps = step_mask.sum(dim=1)

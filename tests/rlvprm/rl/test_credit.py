@@ -129,6 +129,16 @@ def test_aggregations_by_hand():
     assert_close(aggregate_step_rewards(r, m, "mean", empty_value=-1.0), [0.7, 0.6, -1.0])
 
 
+@pytest.mark.parametrize("name", ["mean", "min", "max", "last", "prod", "softmin", "softmin:0.2"])
+def test_aggregations_agree_with_the_reward_module(name):
+    from rewards.aggregate import aggregate
+
+    r = torch.tensor([[0.9, 0.5, 0.7], [0.6, NAN, NAN], [0.3, 0.8, NAN]])
+    m = ~torch.isnan(r)
+    expected = [aggregate([v for v in row if v == v], name) for row in r.tolist()]
+    assert_close(aggregate_step_rewards(r, m, name), expected)
+
+
 def test_softmin_aggregation_limits():
     r = torch.tensor([[0.9, 0.5, 0.7]])
     m = torch.ones(1, 3, dtype=torch.bool)
