@@ -4,7 +4,8 @@ Works from the problem's truth alone (``form``, ``values``, ``answer``), with it
 can be tested against the generator's labels (``solutions.py``) and can label free text sampled
 from a policy. The text is split by ``rewards.steps.split_steps``; each step is one of:
 
-- an **answer step**: holds ``\\boxed{N}`` (or says "answer ... N"); right iff N is the answer;
+- an **answer step**: holds ``\\boxed{N}``, or says "answer ... N" without an ``=``; right iff N is
+  the answer;
 - an **arithmetic step**: ``<expression> = N``, the expression over integers with ``+ - * ×`` and
   brackets (a trailing full stop is allowed); right iff the expression equals N and it is a part of
   what is still left to compute. The truth is kept as an expression tree in which sums and products
@@ -81,7 +82,7 @@ def _check_step(text: str, problem: Problem, state):
     if boxes:
         return _int(boxes[-1]) == problem.answer, state
     said = _ANSWER_WORDS.search(text)
-    if said:
+    if said and "=" not in text:
         return int(said.group(1)) == problem.answer, state
     if "=" in text:
         lhs, _, rhs = text.partition("=")

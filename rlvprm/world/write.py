@@ -77,7 +77,10 @@ def make_example(seed: int, name: str, index: int, config: WorldConfig, with_err
 
 
 def problem_from_row(row: dict) -> Problem:
-    """The problem a written row (of any set) was made from, for ``check_solution``."""
+    """The problem a written row (of any set) was made from, for ``check_solution``.
+
+    Blank cells are not written, so ``cells`` comes back as the values alone.
+    """
     values = tuple(row["values"])
     return Problem(row["id"], row["data_source"], row["form"], values, values, row["question"], int(row["answer"]))
 

@@ -66,3 +66,8 @@ def test_final_answer_reads_the_last_box_only():
     assert not answer_correct(MIXED, "The answer is 38.")  # right, but not boxed
     assert not answer_correct(MIXED, "\\boxed{thirty-eight}")
     assert final_answer("") is None and check_solution(MIXED, "") == []
+
+
+def test_a_sentence_with_answer_and_an_equation_is_read_as_arithmetic():
+    text = steps("The numbers are 3, 7 and 5.", "7 * 5 = 35.", "answer: 3 + 35 = 38")
+    assert check_solution(MIXED, text) == [True, True, False]  # words around an equation are not parsed
