@@ -1,0 +1,77 @@
+"""Recipes and options map onto typed dataclasses; mistakes are errors that say what to change."""
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pytest
+
+from rlvprm.config import ConfigError, field, parse
+
+
+@dataclass
+class Demo:
+    data: str = field(help="input")
+    steps: int = field(10, help="how many")
+    lr: float = field(1e-3, help="learning rate")
+    flag: bool = field(False, help="a switch")
+    mode: Literal["a", "b"] = field("a", help="mode")
+    limit: int | None = field(None, help="optional")
+    sizes: list[int] = field([1, 2], help="a list")
+
+    def __post_init__(self):
+        if self.steps < 0:
+            raise ValueError("steps must be >= 0; set --steps to a count")
+
+
+@dataclass
+class Other:
+    beta: float = field(0.0, help="kl weight")
+
+
+def test_recipe_then_overrides(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("# header\ncommand: demo\ndata: in.jsonl\nsteps: 5\nsizes: [3, 4]\nbeta: 0.1\n")
+    demo, other = parse([Demo, Other], ["--config", str(recipe), "--lr", "0.5", "--flag", "--limit", "7"], command="demo")
+    assert demo == Demo(data="in.jsonl", steps=5, lr=0.5, flag=True, mode="a", limit=7, sizes=[3, 4])
+    assert other.beta == 0.1
+
+
+def test_cli_types():
+    (demo,) = parse([Demo], ["--data", "x", "--flag", "false", "--sizes", "5,6", "--mode", "b", "--limit", "none"])
+    assert demo.flag is False and demo.sizes == [5, 6] and demo.mode == "b" and demo.limit is None
+
+
+def test_unknown_recipe_key_lists_valid_ones(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data: x\nstpes: 5\n")
+    with pytest.raises(ConfigError, match="unknown key.*stpes.*valid keys: .*steps"):
+        parse([Demo], ["--config", str(recipe)])
+
+
+def test_recipe_for_another_command(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("command: train\ndata: x\n")
+    with pytest.raises(ConfigError, match="is for `rlvprm train`"):
+        parse([Demo], ["--config", str(recipe)], command="demo")
+
+
+def test_missing_required_and_contradiction():
+    with pytest.raises(ConfigError, match="--data"):
+        parse([Demo], [])
+    with pytest.raises(ConfigError, match="steps must be >= 0"):
+        parse([Demo], ["--data", "x", "--steps", "-1"])
+
+
+def test_bad_choice_exits(capsys):
+    with pytest.raises(SystemExit):
+        parse([Demo], ["--data", "x", "--mode", "c"])
+    assert "not one of a, b" in capsys.readouterr().err
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit):
+        parse([Demo, Other], ["--help"])
+    out = capsys.readouterr().out
+    for name, text in [("--data", "input"), ("--steps", "how many"), ("--beta", "kl weight"), ("--sizes", "a list")]:
+        assert name in out and text in out
+    assert "[default: 10]" in out
