@@ -15,6 +15,7 @@ from rlvprm.config import ConfigError, parse
 # name: (module, config class, one-line description)
 COMMANDS = {
     "tiny-model": ("rlvprm.commands.tiny_model", "TinyModelConfig", "write a tiny VLM of a real architecture to disk"),
+    "demo": ("rlvprm.commands.demo", "DemoConfig", "the whole pipeline on the embedded visual-arith world, with a report"),
     "score": ("rlvprm.commands.score", "ScoreConfig", "per-step PRM scores for every solution in a jsonl file"),
     "eval-vpb": ("rlvprm.commands.eval_vpb", "EvalVPBConfig", "VisualProcessBench step F1 of a PRM or of given step scores"),
 }

@@ -1,0 +1,183 @@
+"""`rlvprm demo`: the whole pipeline on the embedded visual-arith world, on a CPU, ending in a report.
+
+Stages, each writing under one run folder and reused when re-run with the same settings:
+
+1. ``world``: images, prompt set, VisualProcessBench-format test set with exact labels, SFT set.
+2. ``policy``: the toy policy. By default the checkpoint shipped in ``rlvprm/data/checkpoints``
+   (produced by ``rlvprm demo --from-scratch``; its ``train_info.json`` records how long that took);
+   ``--from-scratch`` trains it live; ``--quick`` trains a few steps live.
+3. ``policy-eval``: greedy accuracy, pass@k, chain coherence and error mix on held-out prompts,
+   judged by the world's exact checker.
+4. ``report``: ``report.md`` with tables and PNG plots.
+
+Later stages (Monte Carlo labels, PRM training, VisualProcessBench evaluation, Best-of-N, GRPO,
+PPO, comparison) join here as they land. ``--quick`` runs every stage at toy sizes for CI.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from rlvprm.config import field
+
+log = logging.getLogger(__name__)
+
+SHIPPED_POLICY = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "toy-policy"
+
+
+@dataclass
+class DemoConfig:
+    out: str = field("runs/demo", help="run folder; stages already done there are reused")
+    quick: bool = field(False, help="toy sizes for every stage (CI smoke run, well under 2 minutes)")
+    from_scratch: bool = field(False, help="train the toy policy live instead of using the shipped checkpoint")
+    seed: int = field(0, help="seed of the world and of training")
+    num_sft: int = field(20000, help="SFT rows in the world")
+    num_prompts: int = field(300, help="held-out prompts (policy evaluation, Best-of-N, RL)")
+    num_vpb: int = field(300, help="VisualProcessBench-format test records with exact step labels")
+    read_steps: int = field(600, help="SFT steps on the reading step alone (stage 1)")
+    full_steps: int = field(900, help="SFT steps on whole solutions (stage 2)")
+    batch_size: int = field(32, help="SFT batch size")
+    learning_rate: float = field(1e-3, help="SFT learning rate (AdamW, cosine, weight decay 0.1)")
+    eval_prompts: int = field(300, help="prompts the policy is evaluated on")
+    k: int = field(8, help="samples per prompt for pass@k and the sample statistics")
+    max_new_tokens: int = field(96, help="longest generated solution, in tokens")
+    threads: int = field(0, help="torch CPU threads (0: torch's default)")
+    report_to: str = field("none", help="training loggers: none, wandb (offline with WANDB_MODE=offline), tensorboard")
+
+    def __post_init__(self) -> None:
+        if self.quick:
+            # Quick mode overrides the sizes, so a quick run never reuses a full run's stages.
+            self.num_sft, self.num_prompts, self.num_vpb = 128, 12, 12
+            self.read_steps, self.full_steps, self.batch_size = 8, 8, 8
+            self.eval_prompts, self.k, self.max_new_tokens = 12, 4, 48
+            self.from_scratch = True
+        if self.eval_prompts > self.num_prompts:
+            raise ValueError(f"eval_prompts ({self.eval_prompts}) must be <= num_prompts ({self.num_prompts})")
+        if self.k < 1:
+            raise ValueError("k must be >= 1")
+
+
+class Stage:
+    """A stage's folder, with a ``done.json`` holding the settings it ran with."""
+
+    def __init__(self, run: Path, name: str, settings: dict):
+        self.dir = run / name
+        self.name = name
+        self.settings = settings
+        self.marker = self.dir / "done.json"
+
+    def done(self) -> dict | None:
+        if self.marker.exists():
+            data = json.loads(self.marker.read_text())
+            if data.get("settings") == self.settings:
+                return data
+        return None
+
+    def start(self) -> None:
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
+
+    def finish(self, result: dict, seconds: float) -> dict:
+        data = {"settings": self.settings, "result": result, "seconds": seconds}
+        self.marker.write_text(json.dumps(data, indent=1) + "\n")
+        return data
+
+
+def run_stage(run: Path, name: str, settings: dict, fn, summary) -> dict:
+    stage = Stage(run, name, settings)
+    cached = stage.done()
+    if cached is not None:
+        print(f"[{name}] reused ({summary(cached['result'])})")
+        return {**cached, "reused": True}
+    stage.start()
+    t0 = time.time()
+    result = fn(stage.dir)
+    data = stage.finish(result, time.time() - t0)
+    print(f"[{name}] {summary(result)} in {data['seconds']:.0f} s")
+    return {**data, "reused": False}
+
+
+def main(cfg: DemoConfig) -> dict:
+    from rlvprm.demo.report import write_report
+    from rlvprm.world import write_world
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = Path(cfg.out)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
+    t_start = time.time()
+    stages: dict[str, dict] = {}
+
+    world_settings = {"seed": cfg.seed, "num_sft": cfg.num_sft, "num_prompts": cfg.num_prompts, "num_vpb": cfg.num_vpb}
+    stages["world"] = run_stage(
+        run, "world", world_settings,
+        lambda d: {"files": str(write_world(d, cfg.seed, cfg.num_prompts, cfg.num_vpb, cfg.num_sft).root),
+                   **world_settings},
+        lambda r: f"{r['num_sft']} SFT rows, {r['num_prompts']} prompts, {r['num_vpb']} test records",
+    )
+    world = run / "world"
+
+    policy_settings = {"from_scratch": cfg.from_scratch, "seed": cfg.seed, "read_steps": cfg.read_steps,
+                       "full_steps": cfg.full_steps, "batch_size": cfg.batch_size, "lr": cfg.learning_rate,
+                       "num_sft": cfg.num_sft}
+    stages["policy"] = run_stage(run, "policy", policy_settings, lambda d: _policy(cfg, world, d),
+                                 lambda r: f"toy policy ({r['source']}, trained in {r['train_seconds']:.0f} s)")
+    policy = run / "policy" / "model"
+
+    eval_settings = {"eval_prompts": cfg.eval_prompts, "k": cfg.k, "max_new_tokens": cfg.max_new_tokens,
+                     "seed": cfg.seed, "policy": stages["policy"]["result"]}
+    stages["policy-eval"] = run_stage(
+        run, "policy-eval", eval_settings, lambda d: _policy_eval(cfg, world, policy, d),
+        lambda r: (f"greedy {r['greedy_accuracy']:.1%}, pass@{r['k']} {r['pass_at_k']:.1%}, "
+                   f"coherence {r['coherence']:.1%}"),
+    )
+
+    total = time.time() - t_start
+    report = write_report(run, cfg, stages, total)
+    print(f"[report] {report}  (demo took {total:.0f} s)")
+    return {"report": str(report), "stages": stages, "seconds": total}
+
+
+def _policy(cfg: DemoConfig, world: Path, out: Path) -> dict:
+    model_dir = out / "model"
+    if not cfg.from_scratch:
+        if not (SHIPPED_POLICY / "model.safetensors").exists():
+            raise FileNotFoundError(
+                f"no shipped toy policy at {SHIPPED_POLICY}; run `rlvprm demo --from-scratch` to train one"
+            )
+        shutil.copytree(SHIPPED_POLICY, model_dir)
+        info = json.loads((model_dir / "train_info.json").read_text())
+        return {"source": "shipped checkpoint", "train_seconds": info["seconds"], "train_info": info}
+    from rlvprm.policy.toy import train_toy_policy
+
+    info = train_toy_policy(world, model_dir, cfg.read_steps, cfg.full_steps, num_sft=cfg.num_sft,
+                            batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, seed=cfg.seed,
+                            report_to=cfg.report_to)
+    shutil.rmtree(model_dir / "trainer", ignore_errors=True)
+    return {"source": "trained live", "train_seconds": info["seconds"], "train_info": info}
+
+
+def _policy_eval(cfg: DemoConfig, world: Path, policy: Path, out: Path) -> dict:
+    from rewards.loading import load_vlm
+    from rlvprm.data.jsonl import write_jsonl
+    from rlvprm.generation import HFSampler
+    from rlvprm.policy.toy import load_rows
+    from rlvprm.world.evaluate import evaluate_policy
+
+    rows, images = load_rows(world / "prompts.jsonl", world, limit=cfg.eval_prompts)
+    model, processor = load_vlm(str(policy))
+    sampler = HFSampler(model, processor)
+    metrics, records = evaluate_policy(sampler, rows, images, k=cfg.k, max_new_tokens=cfg.max_new_tokens,
+                                       seed=cfg.seed, batch_size=32)
+    write_jsonl(out / "samples.jsonl", records)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    return metrics
