@@ -1,0 +1,222 @@
+"""The two published step-label formats, written and read exactly (DESIGN.md section 4).
+
+- **VisualPRM400K-v1.1-Raw**, one line per rollout: ``image``, ``question`` (the policy prompt,
+  with ``<image>``), ``answer``, ``response``, ``num_mc_sequences``, ``steps_with_score: [{step,
+  score, num_mc_correct, num_mc_total}]``. rlvprm adds ``id`` (``{record id}-r{k}`` for rollout
+  ``k``) and keeps the prompt's ``data_source``; nothing else.
+- **VisualPRM400K conversations**: ``id``, ``image``, ``conversations: [{from, value}]``, built by
+  ``rewards.conversation.build_conversation`` (the builder the scorer and the trainer use), with
+  the labels in the ``gpt`` turns.
+
+A Raw step is ``+`` iff its score is above the threshold (VisualPRM: 0.0, "some continuation
+succeeded"). :func:`read_prm_records` reads either format, telling them apart line by line by
+their keys, from a jsonl file, a folder of jsonl files, or a hub dataset id through
+``datasets.load_dataset`` (real, but untested here: the tests have no hub access). Every record is
+checked by building its conversation, so a record that reads is one training can use; a bad one
+(no steps, an empty step, a score that is not a number, turns that do not alternate, an image count
+that does not match the question's ``<image>`` placeholders, an image file that is not there)
+raises :class:`RecordError` naming it, or with ``skip_bad`` is counted and passed over. Labels are
+never shifted to fit.
+
+Left out: VisualProcessBench rows (``rlvprm eval-vpb`` reads those), and images stored inside hub
+rows when converting (conversion writes paths).
+"""
+
+from __future__ import annotations
+
+import numbers
+from pathlib import Path
+from typing import Any, Iterator, NamedTuple
+
+from rewards.conversation import (
+    IMAGE_PLACEHOLDER,
+    ConversationError,
+    build_conversation,
+    parse_visualprm_conversations,
+    to_visualprm_conversations,
+)
+from rlvprm.data.jsonl import RecordError, read_jsonl
+from rlvprm.labeling.mc import Rollout
+
+
+class PRMRecord(NamedTuple):
+    """One solution with step labels, from either format.
+
+    ``images`` are paths as written (relative to an image root), or PIL images when a hub
+    dataset stores them; ``labels`` are ``"+"``/``"-"``, one per step.
+    """
+
+    id: str
+    images: list
+    question: str
+    steps: list[str]
+    labels: list[str]
+
+
+def rollout_id(record_id: str, k: int) -> str:
+    """The id of rollout ``k`` of a prompt record: ``{record_id}-r{k}``."""
+    return f"{record_id}-r{k}"
+
+
+def split_rollout_id(rid: str) -> tuple[str, int]:
+    """``(record id, k)`` of a rollout id.
+
+    >>> split_rollout_id("prompts-000003-r2")
+    ('prompts-000003', 2)
+    """
+    head, sep, tail = rid.rpartition("-r")
+    if not sep or not tail.isdigit():
+        raise ValueError(f"{rid!r} is not a rollout id ('<record id>-r<k>')")
+    return head, int(tail)
+
+
+def policy_question(question: str, num_images: int) -> str:
+    """The question as the policy saw it: images first when it has no ``<image>`` placeholder."""
+    if num_images and IMAGE_PLACEHOLDER not in question:
+        return f"{IMAGE_PLACEHOLDER}\n" * num_images + question
+    return question
+
+
+def raw_record(
+    record_id: str,
+    rollout: Rollout,
+    image: str | list[str],
+    question: str,
+    answer: str,
+    num_mc: int,
+    data_source: str | None = None,
+) -> dict[str, Any]:
+    """One VisualPRM400K-v1.1-Raw line for a labelled rollout."""
+    rec = {
+        "id": rollout_id(record_id, rollout.index),
+        "image": image,
+        "question": question,
+        "answer": answer,
+        "response": rollout.response,
+        "num_mc_sequences": num_mc,
+        "steps_with_score": [s.as_dict() for s in rollout.steps],
+    }
+    if data_source is not None:
+        rec["data_source"] = data_source
+    return rec
+
+
+def step_label(score: float, threshold: float = 0.0) -> str:
+    """``+`` iff ``score > threshold``.
+
+    >>> step_label(0.0), step_label(0.0625), step_label(0.4, threshold=0.5)
+    ('-', '+', '-')
+    """
+    return "+" if score > threshold else "-"
+
+
+def parse_prm_row(row: dict[str, Any], rid: str, where: str, threshold: float = 0.0) -> PRMRecord:
+    """A :class:`PRMRecord` from one row of either format; :class:`RecordError` names bad ones."""
+    rid = str(row["id"]) if row.get("id") is not None else rid
+    name = f"record {rid} ({where})"
+    try:
+        images = _image_list(row)
+        if "conversations" in row:
+            conversations = row["conversations"]
+            if not isinstance(conversations, list) or not all(isinstance(c, dict) for c in conversations):
+                raise RecordError("'conversations' must be a list of {from, value} turns")
+            question, steps, labels = parse_visualprm_conversations(conversations)
+        elif "steps_with_score" in row:
+            question = row.get("question")
+            if not isinstance(question, str):
+                raise RecordError("no question")
+            entries = row["steps_with_score"]
+            if not isinstance(entries, list):
+                raise RecordError("'steps_with_score' must be a list")
+            steps, labels = [], []
+            for i, entry in enumerate(entries):
+                if not isinstance(entry, dict) or not isinstance(entry.get("step"), str):
+                    raise RecordError(f"step {i + 1} has no 'step' text")
+                score = entry.get("score")
+                if isinstance(score, bool) or not isinstance(score, numbers.Real):
+                    raise RecordError(f"step {i + 1} has no numeric 'score' (got {score!r})")
+                steps.append(entry["step"])
+                labels.append(step_label(float(score), threshold))
+        else:
+            raise RecordError("neither 'conversations' (VisualPRM400K) nor 'steps_with_score' "
+                              "(VisualPRM400K-Raw)")
+        # The builder rejects no steps, empty steps and image-count mismatches.
+        build_conversation(question, steps, num_images=len(images), labels=labels)
+    except (RecordError, ConversationError) as err:
+        raise RecordError(f"{name}: {err}") from None
+    return PRMRecord(rid, images, question, steps, labels)
+
+
+def read_prm_records(
+    source: str | Path,
+    threshold: float = 0.0,
+    split: str = "train",
+    image_root: str | Path | None = None,
+    skip_bad: bool = False,
+    skipped: list[dict] | None = None,
+) -> Iterator[PRMRecord]:
+    """Yield the step-labelled records of ``source`` (a jsonl file, a folder of them, or a hub id).
+
+    ``threshold`` applies to Raw scores (conversation rows carry their labels). With
+    ``image_root``, image paths must exist under it. With ``skip_bad``, bad records are appended to
+    ``skipped`` as ``{id, reason}`` instead of raising.
+    """
+    root = Path(image_root) if image_root is not None else None
+    for rid, where, row in _rows(source, split):
+        try:
+            rec = parse_prm_row(row, rid, where, threshold)
+            if root is not None:
+                for image in rec.images:
+                    if isinstance(image, str) and not (root / image).exists():
+                        raise RecordError(f"record {rec.id} ({where}): image {root / image} does not exist")
+        except RecordError as err:
+            if not skip_bad:
+                raise RecordError(f"{err} (use --skip-bad to skip and count such records)") from None
+            if skipped is not None:
+                skipped.append({"id": str(row.get("id", rid)), "reason": str(err)})
+            continue
+        yield rec
+
+
+def conversation_record(rec: PRMRecord) -> dict[str, Any]:
+    """The VisualPRM400K conversation line of a record (``image``: one path, or a list of them)."""
+    if not all(isinstance(p, str) for p in rec.images):
+        raise RecordError(f"record {rec.id}: images held inside the dataset cannot be written as paths")
+    conv = build_conversation(rec.question, rec.steps, num_images=len(rec.images), labels=rec.labels)
+    image = rec.images[0] if len(rec.images) == 1 else list(rec.images)
+    return {"id": rec.id, "image": image, "conversations": to_visualprm_conversations(conv)}
+
+
+def _image_list(row: dict[str, Any]) -> list:
+    images = row.get("images", row.get("image"))
+    if images is None:
+        return []
+    if isinstance(images, (list, tuple)):
+        return list(images)
+    return [images]
+
+
+def _rows(source: str | Path, split: str) -> Iterator[tuple[str, str, dict]]:
+    """``(default id, where, row)`` for every row; the default id stands in when a row has none."""
+    path = Path(source)
+    if path.is_file():
+        for line, row in read_jsonl(path):
+            yield str(line), f"{path}:{line}", row
+    elif path.is_dir():
+        files = sorted(path.rglob("*.jsonl"))
+        if not files:
+            raise RecordError(f"{path} holds no .jsonl files")
+        for file in files:
+            rel = file.relative_to(path).as_posix()
+            for line, row in read_jsonl(file):
+                yield f"{rel}:{line}", f"{file}:{line}", row
+    else:
+        import datasets
+
+        try:
+            ds = datasets.load_dataset(str(source), split=split)
+        except Exception as err:  # datasets raises many types; say what was tried
+            raise RecordError(f"{source!r} is neither an existing file or folder nor a loadable hub "
+                              f"dataset: {err}") from err
+        for n, row in enumerate(ds):
+            yield str(n), f"{source}[{split}][{n}]", dict(row)
