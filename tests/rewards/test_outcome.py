@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from rewards import outcome
+from rewards import verifier
 from rewards.outcome import extract_answer, outcome_reward, shutdown_verifier, verify_answer
 
 
@@ -109,7 +109,7 @@ def test_fast_paths_never_start_the_worker(monkeypatch):
     def fail(*args):
         raise AssertionError("math-verify worker was called")
 
-    monkeypatch.setattr(outcome, "_VERIFIER", fail)
+    monkeypatch.setattr(verifier, "VERIFIER", fail)
     assert verify_answer(r"\frac{1}{2}", "0.5")
     assert not verify_answer("2", "3")
     assert verify_answer("12", "C", ["10", "11", "12"])
@@ -165,8 +165,8 @@ def verdict(predicted, reference):
 def test_timeout_returns_false_and_the_worker_recovers(tmp_path, monkeypatch):
     (tmp_path / "slow_verdict_target.py").write_text(SLOW_TARGET)
     monkeypatch.syspath_prepend(str(tmp_path))  # the worker inherits sys.path when it starts
-    verifier = outcome._Verifier(target="slow_verdict_target:verdict", preload=())
-    monkeypatch.setattr(outcome, "_VERIFIER", verifier)
+    slow = verifier._Verifier(target="slow_verdict_target:verdict", preload=())
+    monkeypatch.setattr(verifier, "VERIFIER", slow)
     try:
         assert verify_answer("y", "y^3")  # starts the worker; the fake says yes
         start = time.monotonic()
@@ -174,4 +174,4 @@ def test_timeout_returns_false_and_the_worker_recovers(tmp_path, monkeypatch):
         assert time.monotonic() - start < 5
         assert verify_answer("y", "y^3")  # a fresh worker answers
     finally:
-        verifier.close()
+        slow.close()
