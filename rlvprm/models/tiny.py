@@ -125,12 +125,9 @@ def build_tokenizer(arch: str, corpus: list[str] | None = None, vocab_size: int 
     )
 
 
-def _qwen_config(arch: str, tok: PreTrainedTokenizerFast, size: TinySize):
-    head_dim = size.hidden // size.heads
-    # mrope sections (temporal, height, width) must sum to head_dim / 2.
-    half = head_dim // 2
-    mrope = [half - 2 * (half // 3), half // 3, half // 3]
-    text = dict(
+def _text_config(tok: PreTrainedTokenizerFast, size: TinySize, **extra) -> dict:
+    """The decoder's config, shared by every architecture."""
+    return dict(
         vocab_size=len(tok),
         hidden_size=size.hidden,
         intermediate_size=size.intermediate,
@@ -138,10 +135,20 @@ def _qwen_config(arch: str, tok: PreTrainedTokenizerFast, size: TinySize):
         num_attention_heads=size.heads,
         num_key_value_heads=size.kv_heads,
         max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
         bos_token_id=tok.convert_tokens_to_ids("<|endoftext|>"),
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
+        **extra,
+    )
+
+
+def _qwen_config(arch: str, tok: PreTrainedTokenizerFast, size: TinySize):
+    head_dim = size.hidden // size.heads
+    # mrope sections (temporal, height, width) must sum to head_dim / 2.
+    half = head_dim // 2
+    mrope = [half - 2 * (half // 3), half // 3, half // 3]
+    text = _text_config(
+        tok, size, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope}
     )
     ids = dict(
         image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
@@ -183,20 +190,7 @@ def _qwen_config(arch: str, tok: PreTrainedTokenizerFast, size: TinySize):
 def _internvl_config(tok: PreTrainedTokenizerFast, size: TinySize, image_size: int):
     from transformers import InternVLConfig
 
-    text = dict(
-        model_type="qwen2",
-        vocab_size=len(tok),
-        hidden_size=size.hidden,
-        intermediate_size=size.intermediate,
-        num_hidden_layers=size.layers,
-        num_attention_heads=size.heads,
-        num_key_value_heads=size.kv_heads,
-        max_position_embeddings=4096,
-        bos_token_id=tok.convert_tokens_to_ids("<|endoftext|>"),
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=False,
-    )
+    text = _text_config(tok, size, model_type="qwen2", tie_word_embeddings=False)
     vision = dict(
         hidden_size=size.vision_hidden,
         num_hidden_layers=size.vision_layers,
