@@ -1,4 +1,7 @@
-"""Best-of-N at test time: selection strategies over scored candidates and accuracy against N."""
+"""Best-of-N at test time: selection strategies over scored candidates and accuracy against N.
+
+``run_bon(BonConfig(...))`` is the whole pipeline (sample, score, select; ``rlvprm bon``).
+"""
 
 from rlvprm.bon.select import (
     STRATEGIES,
@@ -17,8 +20,10 @@ from rlvprm.bon.select import (
     self_consistency,
     strategy_accuracy,
 )
+from rlvprm.bon.run import BonConfig, run_bon
 
 __all__ = [
+    "BonConfig",
     "STRATEGIES",
     "Candidate",
     "Prompt",
@@ -32,6 +37,7 @@ __all__ = [
     "plot_scaling",
     "prm_best",
     "prm_weighted_vote",
+    "run_bon",
     "self_consistency",
     "strategy_accuracy",
 ]

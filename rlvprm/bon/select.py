@@ -375,24 +375,36 @@ def best_of_n(
     }
 
 
-def plot_scaling(result: dict[str, Any], path: str | Path, source: str | None = None, title: str | None = None) -> Path:
+def plot_scaling(
+    result: dict[str, Any],
+    path: str | Path,
+    source: str | None = None,
+    title: str | None = None,
+    references: Sequence[str] = (),
+) -> Path:
     """Accuracy against N (log2 axis), one line per strategy, saved as a PNG at ``path``.
 
-    ``source`` plots one ``data_source``; default the overall accuracy. Drawn on a bare
+    ``source`` plots one ``data_source``; default the overall accuracy. Reference lines (pass@1,
+    oracle, and the names or ``name:`` prefixes in ``references``) are dashed. Drawn on a bare
     ``Figure`` rendered by Agg, so no pyplot state or display is touched.
     """
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullLocator
 
     data = result["overall"] if source is None else result["sources"][source]
     ns = result["ns"]
-    fig = Figure(figsize=(6.4, 4.2), dpi=110)
+    many = len(data["accuracy"]) > 8  # then the legend goes beside the axes, not over the lines
+    fig = Figure(figsize=(9.0 if many else 6.4, 4.2), dpi=110)
     ax = fig.add_subplot()
+    if len(data["accuracy"]) > 10:  # the default cycle repeats colours after ten lines
+        ax.set_prop_cycle(color=colormaps["tab20"].colors)
     for name, accs in data["accuracy"].items():
         pts = [(n, a) for n, a in zip(ns, accs) if a is not None]
         if not pts:
             continue
-        bound = name.split(":")[0] in _EXPECTATIONS  # reference lines, not selectors
+        base = name.split(":")[0]
+        bound = base in _EXPECTATIONS or name in references or base in references  # reference lines, not selectors
         ax.plot(*zip(*pts), marker="o", linestyle="--" if bound else "-", label=name)
     ax.set_xscale("log", base=2)
     ax.xaxis.set_minor_locator(NullLocator())
@@ -400,7 +412,10 @@ def plot_scaling(result: dict[str, Any], path: str | Path, source: str | None = 
     ax.set_xlabel("N (candidates per prompt)")
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if many:
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    else:
+        ax.legend(fontsize=8)
     ax.set_title(title or f"Best-of-N, {source or 'all prompts'}")
     fig.tight_layout()
     path = Path(path)

@@ -1,0 +1,278 @@
+"""``run_bon``: Best-of-N at test time, end to end (DESIGN.md section 6), resumable stage by stage.
+
+    rlvprm bon --policy POLICY --data prompts.jsonl --prm PRM [--orm ORM] --n 8 --out DIR
+
+Three stages, each writing under ``DIR`` and skipping what is already there, so a killed run
+re-run with the same options carries on and ends with the same files as an uninterrupted one:
+
+1. sample (``candidates.py``): N candidates per prompt, drawn once at the largest N, a greedy
+   answer, and the policy's own log-probability of every step -> ``candidates.jsonl``.
+2. score (``scoring.py``): the PRM's step scores of every candidate, one group per prompt, and
+   with ``--orm`` the ORM's score -> ``scores.jsonl``. ``--prm likelihood`` takes the policy's own
+   step probabilities (running minimum) as the process scores, through the same file and code.
+3. select (``results.py``): accuracy of every strategy at N = 1, 2, 4, ..., N by subsampling the
+   saved candidates (``select.best_of_n``) -> ``results.json``, ``results.md``, ``scaling.png``.
+
+``DIR/run.json`` records the settings the sample and score stages ran with; re-running with other
+settings is an error that says which file to delete. Models are loaded only by a stage that has
+work left, so re-running a finished run (say with other aggregations) loads nothing.
+
+Prompt records (DESIGN.md section 4): ``id``, ``image``/``images``, ``question``, ``answer``,
+optional ``data_source`` and ``choices``. Rows of the visual-arith world also carry ``form`` and
+``values``; when every row does, the exact checker adds the bound a perfect PRM would reach.
+
+Left out: sharding prompts over several processes or GPUs, tensor-parallel vLLM options beyond
+``vllm_gpu_memory_utilization``, and confidence intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from PIL import Image, UnidentifiedImageError
+
+from rewards.aggregate import parse_aggregation
+from rlvprm.config import field
+from rlvprm.data.jsonl import RecordError, read_jsonl
+from rlvprm.data.records import Record, parse_record
+
+log = logging.getLogger(__name__)
+
+LIKELIHOOD = "likelihood"  # --prm likelihood: the policy's own step probabilities as process scores
+DEFAULT_AGGREGATIONS = ["mean", "min", "max", "last", "prod", "softmin:0.1"]
+
+
+@dataclass
+class BonConfig:
+    policy: str = field(help="policy to sample from: a local folder or a hub id")
+    data: str = field(help="prompt set (jsonl): id, image or images, question, answer; optional data_source, choices")
+    prm: str = field(help="PRM (local folder or hub id), or 'likelihood' for the policy's own step probabilities")
+    out: str = field(help="run folder: candidates.jsonl, scores.jsonl, results.json, results.md, scaling.png")
+    orm: str | None = field(None, help="also score every whole candidate with this model in ORM mode (one step)")
+    image_root: str | None = field(None, help="folder that image paths are relative to (default: the data file's folder)")
+    n: int = field(8, help="candidates per prompt, sampled once; selection runs at N = 1, 2, 4, ..., n")
+    temperature: float = field(1.0, help="sampling temperature of the candidates (the greedy answer uses 0)")
+    top_p: float = field(1.0, help="nucleus sampling threshold")
+    max_new_tokens: int = field(1024, help="longest candidate, in tokens")
+    seed: int = field(0, help="seed of sampling and of the subsets drawn at N < n")
+    greedy: bool = field(True, help="also decode one greedy answer per prompt (pass@1 greedy)")
+    sampler: Literal["hf", "vllm"] = field("hf", help="generation backend: transformers generate, or vLLM")
+    chunk_size: int = field(16, help="prompts per sampling and scoring call, the unit written and resumed "
+                                     "(vLLM: hundreds)")
+    logprobs: Literal["auto", "policy", "sampler", "none"] = field(
+        "auto", help="per-step policy log-probabilities: 'policy' (a teacher-forced pass, hf only), 'sampler' "
+        "(returned while sampling), 'none', or 'auto' (policy for hf, sampler for vllm)")
+    likelihood_score: Literal["step_prob", "mean_token_prob", "min_token_prob"] = field(
+        "step_prob", help="--prm likelihood: a step's score before the running minimum")
+    prm_backend: Literal["auto", "hf", "internvl-remote"] = field("auto", help="format of the PRM and ORM")
+    trust_remote_code: bool = field(False, help="let the PRM's and ORM's own code run (VisualPRM-8B needs it)")
+    policy_trust_remote_code: bool = field(False, help="let the policy checkpoint's own code run")
+    max_steps: int | None = field(None, help="merge a candidate's steps evenly down to at most this many")
+    max_length: int | None = field(None, help="longest PRM conversation in tokens; a longer candidate is an "
+                                              "error (with --skip-bad: unscored, ranked last)")
+    prm_batch_size: int = field(8, help="solutions per PRM forward pass")
+    aggregations: list[str] = field(DEFAULT_AGGREGATIONS, help="response scores from step scores, one strategy each")
+    num_subsets: int = field(32, help="random subsets per prompt at each N < n (all of them when there are fewer)")
+    dtype: str = field("auto", help="float32, bfloat16, float16 or auto (bf16 on a GPU that has it, else fp32)")
+    device: str = field("auto", help="cpu, cuda, cuda:N or auto (policy and reward models)")
+    vllm_gpu_memory_utilization: float = field(0.5, help="--sampler vllm: share of GPU memory vLLM may take "
+                                                         "(the PRM needs the rest)")
+    threads: int = field(0, help="torch CPU threads (0: torch's default)")
+    limit: int | None = field(None, help="use only the first N rows of --data")
+    skip_bad: bool = field(False, help="count and list bad prompts, mismatched records and unscorable "
+                                       "candidates instead of stopping")
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError("n must be >= 1")
+        if self.temperature == 0 and self.n > 1:
+            raise ValueError("temperature 0 makes all n candidates the same greedy answer: use temperature > 0")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("need temperature >= 0 and 0 < top_p <= 1")
+        for name in ("max_new_tokens", "chunk_size", "prm_batch_size", "num_subsets"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError("max_steps must be >= 1")
+        if not self.aggregations:
+            raise ValueError("give at least one aggregation")
+        for agg in self.aggregations:
+            parse_aggregation(agg)  # raises naming the valid ones
+        if self.sampler == "vllm" and self.logprobs == "policy":
+            raise ValueError("logprobs=policy needs the transformers model: use logprobs=sampler (or auto) with vLLM")
+        if self.prm == LIKELIHOOD and self.resolved_logprobs == "none":
+            raise ValueError("--prm likelihood scores steps by the policy's log-probabilities: "
+                             "do not set logprobs=none")
+
+    @property
+    def resolved_logprobs(self) -> str:
+        if self.logprobs != "auto":
+            return self.logprobs
+        return "policy" if self.sampler == "hf" else "sampler"
+
+
+@dataclass
+class BonPrompt:
+    """One usable prompt: its normalised record and the raw row (the world's truth rides there)."""
+
+    record: Record
+    row: dict
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+
+class Skips:
+    """Bad input: raised as :class:`RecordError` unless ``skip_bad``, then listed by stage."""
+
+    def __init__(self, skip_bad: bool):
+        self.skip_bad = skip_bad
+        self.items: list[dict[str, str]] = []
+
+    def __call__(self, rid: str, stage: str, reason: str) -> None:
+        if not self.skip_bad:
+            raise RecordError(f"{reason} (use --skip-bad to skip and count such records)")
+        log.warning("skipping: %s", reason)
+        self.items.append({"id": rid, "stage": stage, "reason": reason})
+
+
+def load_prompts(cfg: BonConfig, skips: Skips) -> tuple[list[BonPrompt], Path]:
+    """The usable prompts of ``--data`` in file order, and the image root.
+
+    Every image is opened (header only) here, so a bad prompt is found before sampling starts and
+    the chunks of a resumed run hold the same prompts as the first run's.
+    """
+    data = Path(cfg.data)
+    root = Path(cfg.image_root) if cfg.image_root else data.parent
+    prompts: list[BonPrompt] = []
+    seen: set[str] = set()
+    for count, (line, raw) in enumerate(read_jsonl(data)):
+        if cfg.limit is not None and count >= cfg.limit:
+            break
+        try:
+            rec = parse_record(raw, line)
+            where = f"record {rec.id} (line {line})"
+            if rec.id in seen:
+                raise RecordError(f"{where}: id {rec.id} appears twice in {data}")
+            if rec.answer is None or not rec.answer.strip():
+                raise RecordError(f"{where}: no answer to check the candidates against")
+            _check_images(rec, root, where)
+        except RecordError as err:
+            if "appears twice" in str(err):
+                raise  # ids key every file of the run; no skip can make them unique
+            skips(str(raw.get("id", line)), "data", str(err))
+            continue
+        seen.add(rec.id)
+        prompts.append(BonPrompt(rec, raw))
+    return prompts, root
+
+
+def _check_images(rec: Record, root: Path, where: str) -> None:
+    for rel in rec.image_paths:
+        path = root / rel
+        if not path.exists():
+            raise RecordError(f"{where}: image {path} does not exist")
+        try:
+            with Image.open(path):
+                pass
+        except (UnidentifiedImageError, OSError) as err:
+            raise RecordError(f"{where}: image {path} cannot be read ({err})") from None
+
+
+def is_world(prompts: list[BonPrompt]) -> bool:
+    """Whether every prompt is a visual-arith world row (it carries ``form`` and ``values``)."""
+    return bool(prompts) and all("form" in p.row and "values" in p.row for p in prompts)
+
+
+def sampling_settings(cfg: BonConfig) -> dict[str, Any]:
+    """What decides the candidates: a resumed run must sample with exactly these."""
+    return {"policy": cfg.policy, "n": cfg.n, "temperature": cfg.temperature, "top_p": cfg.top_p,
+            "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "greedy": cfg.greedy, "sampler": cfg.sampler,
+            "chunk_size": cfg.chunk_size, "logprobs": cfg.resolved_logprobs, "max_steps": cfg.max_steps}
+
+
+def scoring_settings(cfg: BonConfig) -> dict[str, Any]:
+    """What decides the scores: a resumed run must score with exactly these."""
+    out = {"prm": cfg.prm, "orm": cfg.orm, "max_steps": cfg.max_steps}
+    if cfg.prm == LIKELIHOOD:
+        out["likelihood_score"] = cfg.likelihood_score
+    else:
+        out["prm_backend"] = cfg.prm_backend
+    return out
+
+
+def check_settings(out: Path, stage: str, settings: dict[str, Any], output: Path) -> None:
+    """Record ``settings`` for ``stage`` in ``out/run.json``; refuse to resume ``output`` under others."""
+    path = out / "run.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    old = saved.get(stage)
+    started = output.exists() and output.stat().st_size > 0
+    if started and old is not None and old != settings:
+        diff = ", ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in sorted(set(old) | set(settings))
+                         if old.get(k) != settings.get(k))
+        raise ValueError(f"{output} was written with other {stage} settings ({diff}); use another --out, "
+                         f"or delete {output.name} (and the files after it) to redo that stage")
+    saved[stage] = settings
+    path.write_text(json.dumps(saved, indent=1) + "\n")
+
+
+def run_bon(cfg: BonConfig) -> dict[str, Any]:
+    """Sample, score and select (module docstring); returns what ``results.json`` holds."""
+    from rlvprm.bon.candidates import sample_candidates
+    from rlvprm.bon.results import select_and_report
+    from rlvprm.bon.scoring import score_candidates
+
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    skips = Skips(cfg.skip_bad)
+    prompts, image_root = load_prompts(cfg, skips)
+    if not prompts:
+        raise RecordError(f"{cfg.data}: no usable prompts")
+    seconds: dict[str, float] = {}
+
+    t0 = time.time()
+    cand_path = out / "candidates.jsonl"
+    score_path = out / "scores.jsonl"
+    if _empty(cand_path) and not _empty(score_path):
+        raise ValueError(f"{score_path} scores candidates that {cand_path} no longer holds: "
+                         "delete it (or use another --out)")
+    check_settings(out, "sampling", sampling_settings(cfg), cand_path)
+    sampled = sample_candidates(cfg, prompts, image_root, cand_path)
+    seconds["sample"] = time.time() - t0
+
+    t0 = time.time()
+    check_settings(out, "scoring", scoring_settings(cfg), score_path)
+    scored = score_candidates(cfg, prompts, image_root, cand_path, score_path, skips)
+    seconds["score"] = time.time() - t0
+
+    t0 = time.time()
+    result = select_and_report(cfg, prompts, cand_path, score_path, skips, out)
+    seconds["select"] = time.time() - t0
+    result["this_run"] = {"sampled_prompts": sampled, "scored_prompts": scored,
+                          "seconds": {k: round(v, 2) for k, v in seconds.items()}}
+    result["config"] = asdict(cfg)
+    (out / "results.json").write_text(json.dumps(result, indent=1, default=_json_default) + "\n")
+    return result
+
+
+def _empty(path: Path) -> bool:
+    return not path.exists() or path.stat().st_size == 0
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"cannot write {type(x).__name__} to JSON")
