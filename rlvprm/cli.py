@@ -18,6 +18,7 @@ COMMANDS = {
     "demo": ("rlvprm.commands.demo", "DemoConfig", "the whole pipeline on the embedded visual-arith world, with a report"),
     "score": ("rlvprm.commands.score", "ScoreConfig", "per-step PRM scores for every solution in a jsonl file"),
     "eval-vpb": ("rlvprm.commands.eval_vpb", "EvalVPBConfig", "VisualProcessBench step F1 of a PRM or of given step scores"),
+    "grpo": ("rlvprm.commands.grpo", "DenseGRPOConfig", "GRPO of a VLM policy with dense per-step rewards from a PRM (or the oracle)"),
     "label": ("rlvprm.commands.label", "LabelConfig", "Monte Carlo step labels (VisualPRM400K-v1.1-Raw); --convert, --merge"),
     "bon": ("rlvprm.commands.bon", "BonConfig", "Best-of-N with a PRM: accuracy of every selection strategy against N"),
 }

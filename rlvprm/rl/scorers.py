@@ -1,0 +1,194 @@
+"""Step scorers: where the per-step rewards of GRPO come from, behind one interface.
+
+A scorer takes rollouts (the prompt row, its images, the completion text) and returns, for each, the
+steps it scored (``rewards.steps.Step``, with character spans into the text) and one score per step
+in [0, 1], or ``None`` when it could not score that completion. Two implementations:
+
+- :class:`PRMScorer`: a ``rewards.prm.ProcessRewardModel`` (rlvprm's own PRMs, or the released
+  VisualPRM checkpoints), the one scoring path that Best-of-N and evaluation use too. It is prepared
+  the way TRL prepares reward models: eval mode, no gradients, placed on the training device, and
+  sharded by DeepSpeed under ZeRO-3.
+- :class:`OracleScorer`: the visual-arith world's exact checker (``rlvprm.world.check``), 1 for a
+  correct step and 0 for a wrong one: a perfect PRM, so that the value of dense credit can be
+  measured apart from the quality of a trained PRM.
+
+Left out: likelihood-based scorers (the policy's own step probability, implicit PRMs); they fit the
+same interface.
+
+Under ZeRO-3 every process must run the same number of PRM forward passes (each pass gathers the
+sharded weights together). The PRM scorer then scores all its completions in one batch and scores a
+placeholder when it has none; a prompt set that mixes prompts with and without images could still
+give processes different numbers of passes, which :mod:`rlvprm.rl.data` refuses.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+from PIL import Image
+
+from rewards.steps import Step, split_steps
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Rollout:
+    """One completion to score: its prompt's dataset row, the prompt's images and the completion text."""
+
+    row: dict[str, Any]
+    images: Sequence[Image.Image]
+    text: str
+
+
+@dataclass
+class StepScores:
+    """The steps a scorer split a completion into and its score of each (``None``: not scored)."""
+
+    steps: list[Step]
+    scores: list[float] | None
+
+
+class StepScorer(Protocol):
+    """What the GRPO trainer needs from a source of step scores."""
+
+    name: str
+
+    def score(self, rollouts: Sequence[Rollout]) -> list[StepScores]:
+        """One :class:`StepScores` per rollout, in order."""
+        ...
+
+    def prepare(self, accelerator, deepspeed: bool) -> None:
+        """Place any model on the training device (and shard it under ZeRO-3)."""
+        ...
+
+
+class OracleScorer:
+    """Exact step labels of the visual-arith world as step scores: 1.0 correct, 0.0 wrong.
+
+    Rows need the world's ``form`` and ``values`` columns (every set the world writes has them).
+    Steps are ``split_steps`` of the text, unmerged, which is what the checker labels.
+    """
+
+    name = "oracle"
+
+    def score(self, rollouts: Sequence[Rollout]) -> list[StepScores]:
+        from rlvprm.world.check import check_solution
+        from rlvprm.world.write import problem_from_row
+
+        out = []
+        for rollout in rollouts:
+            missing = [key for key in ("form", "values", "answer") if rollout.row.get(key) is None]
+            if missing:
+                raise ValueError(
+                    f"the oracle scorer needs the visual-arith world's columns; row {rollout.row.get('id')} "
+                    f"lacks {missing} (use a PRM for other prompt sets)"
+                )
+            steps = split_steps(rollout.text)
+            labels = check_solution(problem_from_row(rollout.row), rollout.text) if steps else []
+            out.append(StepScores(steps, [1.0 if ok else 0.0 for ok in labels]))
+        return out
+
+    def prepare(self, accelerator, deepspeed: bool) -> None:
+        return None
+
+
+class PRMScorer:
+    """Step scores of a ``ProcessRewardModel``, with the prompt's images given to the PRM.
+
+    The PRM sees the row's ``question`` (the prompt set's question, ``<image>`` placeholders
+    included) and the completion text; steps are the PRM's own split (``split_steps`` with its
+    ``max_steps``), so spans point into the completion text. A completion the PRM cannot take (no
+    steps, or longer than its ``max_length``) gets ``scores=None``.
+    """
+
+    name = "prm"
+
+    def __init__(self, prm):
+        self.prm = prm
+        self.one_batch = False  # set by prepare() under ZeRO-3
+
+    def score(self, rollouts: Sequence[Rollout]) -> list[StepScores]:
+        from rewards.backends.base import InputError
+        from rewards.conversation import ConversationError
+        from rewards.prm import Group
+
+        steps = [self.prm.split(r.text) for r in rollouts]
+        todo = [i for i, s in enumerate(steps) if s]
+        groups = [Group(rollouts[i].row["question"], list(rollouts[i].images), [rollouts[i].text]) for i in todo]
+        if self.one_batch and not groups and rollouts:
+            # ZeRO-3: this process must still join the others' forward pass.
+            groups = [Group(rollouts[0].row["question"], list(rollouts[0].images), ["(no steps)"])]
+            todo = []
+        saved = self.prm.batch_size
+        if self.one_batch:
+            self.prm.batch_size = max(1, len(groups))
+        try:
+            try:
+                results: list = [res[0] for res in self.prm.score_groups(groups)]
+            except (InputError, ConversationError) as err:
+                if self.one_batch:
+                    raise  # one process scoring apart would leave the others waiting in ZeRO-3
+                log.warning("PRM batch failed (%s); scoring its completions one at a time", err)
+                results = []
+                for group in groups:
+                    try:
+                        results.append(self.prm.score_groups([group])[0][0])
+                    except (InputError, ConversationError):
+                        results.append(None)
+        finally:
+            self.prm.batch_size = saved
+        out = [StepScores(s, None) for s in steps]
+        for i, res in zip(todo, results):
+            if res is None:
+                continue
+            if [st.text for st in res.steps] != [st.text for st in steps[i]]:
+                raise RuntimeError("the PRM split a completion differently from its own split(); this is a bug")
+            out[i] = StepScores(steps[i], [float(x) for x in res.step_scores])
+        return out
+
+    def prepare(self, accelerator, deepspeed: bool) -> None:
+        """Prepare the PRM's model as TRL prepares reward models (eval mode, no grad, sharded under ZeRO-3)."""
+        backend = self.prm.backend
+        model = backend.model
+        model.eval()
+        model.requires_grad_(False)
+        if deepspeed:
+            from trl.models import prepare_deepspeed
+
+            backend.model = prepare_deepspeed(model, accelerator)
+            stage = accelerator.state.deepspeed_plugin.zero_stage
+            self.one_batch = stage == 3
+        else:
+            backend.model = accelerator.prepare_model(model, evaluation_mode=True, device_placement=True)
+
+
+def load_scorer(
+    prm: str,
+    *,
+    backend: str = "auto",
+    dtype: str = "auto",
+    max_steps: int | None = None,
+    aggregation: str = "mean",
+    batch_size: int = 8,
+    max_length: int | None = None,
+    trust_remote_code: bool = False,
+    device: str = "cpu",
+) -> StepScorer:
+    """``"oracle"`` for :class:`OracleScorer`, else a PRM folder or hub id for :class:`PRMScorer`.
+
+    Load the PRM on this process's training device (``GRPOConfig.device``): under ZeRO-3 with
+    ``zero3_init_flag`` transformers already shards it while loading, as it does TRL's reward
+    models; :meth:`PRMScorer.prepare` then wraps it once the trainer's accelerator exists.
+    """
+    if prm == "oracle":
+        return OracleScorer()
+    from rewards.prm import ProcessRewardModel
+
+    model = ProcessRewardModel.from_pretrained(
+        prm, backend=backend, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
+        max_length=max_length, max_steps=max_steps, aggregation=aggregation, batch_size=batch_size,
+    )
+    return PRMScorer(model)
