@@ -2,7 +2,8 @@
 
 Stages, each writing under one run folder and reused when re-run with the same settings:
 
-1. ``world``: images, prompt set, VisualProcessBench-format test set with exact labels, SFT set.
+1. ``world``: images, prompt set, VisualProcessBench-format test set with exact labels (the SFT
+   set is added by the next stage when it trains the policy).
 2. ``policy``: the toy policy. By default the checkpoint shipped in ``rlvprm/data/checkpoints``
    (produced by ``rlvprm demo --from-scratch``; its ``train_info.json`` records how long that took);
    ``--from-scratch`` trains it live; ``--quick`` trains a few steps live.
@@ -117,12 +118,12 @@ def main(cfg: DemoConfig) -> dict:
     t_start = time.time()
     stages: dict[str, dict] = {}
 
-    world_settings = {"seed": cfg.seed, "num_sft": cfg.num_sft, "num_prompts": cfg.num_prompts, "num_vpb": cfg.num_vpb}
+    # The SFT set is written by the policy stage, only when the policy is trained here.
+    world_settings = {"seed": cfg.seed, "num_prompts": cfg.num_prompts, "num_vpb": cfg.num_vpb}
     stages["world"] = run_stage(
         run, "world", world_settings,
-        lambda d: {"files": str(write_world(d, cfg.seed, cfg.num_prompts, cfg.num_vpb, cfg.num_sft).root),
-                   **world_settings},
-        lambda r: f"{r['num_sft']} SFT rows, {r['num_prompts']} prompts, {r['num_vpb']} test records",
+        lambda d: {"files": str(write_world(d, cfg.seed, cfg.num_prompts, cfg.num_vpb, 0).root), **world_settings},
+        lambda r: f"{r['num_prompts']} prompts, {r['num_vpb']} test records with exact step labels",
     )
     world = run / "world"
 
@@ -158,7 +159,9 @@ def _policy(cfg: DemoConfig, world: Path, out: Path) -> dict:
         info = json.loads((model_dir / "train_info.json").read_text())
         return {"source": "shipped checkpoint", "train_seconds": info["seconds"], "train_info": info}
     from rlvprm.policy.toy import train_toy_policy
+    from rlvprm.world.write import write_set
 
+    write_set(world, "sft", cfg.seed, cfg.num_sft)
     info = train_toy_policy(world, model_dir, cfg.read_steps, cfg.full_steps, num_sft=cfg.num_sft,
                             batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, seed=cfg.seed,
                             report_to=cfg.report_to)
