@@ -30,8 +30,12 @@ def prompt_row(record: Record, image_root: Path) -> dict:
     """The dataset row of one prompt record (``images`` as absolute paths, decoded by ``datasets``)."""
     if record.answer is None:
         raise RecordError(f"record {record.id}: no answer (GRPO's outcome reward needs one)")
+    try:
+        prompt = build_prompt_messages(record.question, len(record.image_paths))
+    except ValueError as err:
+        raise RecordError(f"record {record.id}: {err}") from None
     row = {
-        "prompt": build_prompt_messages(record.question, len(record.image_paths)),
+        "prompt": prompt,
         "question": record.question,
         "answer": record.answer,
         "choices": record.choices,
