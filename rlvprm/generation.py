@@ -3,7 +3,8 @@
 A request is a question, its images and optionally a *prefix*: assistant text already written, which
 the policy continues (Monte Carlo labelling continues a solution from each step prefix). The policy
 prompt is one plain user turn, no system prompt: the images stand where ``<image>`` placeholders
-stand in the question (a question without one gets its images first), then the text.
+stand in the question (a question without one gets its images first), then the text. That prompt
+is defined once, in ``rewards.prompt`` (the likelihood scorers need it too); it is re-exported here.
 
 Two backends share ``sample(requests, num_samples, ...)``:
 
@@ -38,9 +39,9 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-log = logging.getLogger(__name__)
+from rewards.prompt import IMAGE_PLACEHOLDER, build_prompt_messages, render_prompt  # noqa: F401 (re-exported)
 
-IMAGE_PLACEHOLDER = "<image>"
+log = logging.getLogger(__name__)
 
 
 class Request(NamedTuple):
@@ -65,44 +66,6 @@ class Sample:
     num_tokens: int
     logprob_sum: float | None = None
     token_logprobs: list[float] | None = None
-
-
-def build_prompt_messages(question: str, num_images: int) -> list[dict]:
-    """The policy's chat messages: one user turn with the images where ``<image>`` stands, then text.
-
-    >>> build_prompt_messages("Look: <image> and <image>?", 2)[0]["content"]  # doctest: +NORMALIZE_WHITESPACE
-    [{'type': 'text', 'text': 'Look: '}, {'type': 'image'}, {'type': 'text', 'text': ' and '},
-     {'type': 'image'}, {'type': 'text', 'text': '?'}]
-    >>> [c["type"] for c in build_prompt_messages("How many?", 1)[0]["content"]]
-    ['image', 'text']
-    """
-    found = question.count(IMAGE_PLACEHOLDER)
-    content: list[dict] = []
-    if found == 0:
-        content = [{"type": "image"} for _ in range(num_images)]
-        content.append({"type": "text", "text": question})
-    elif found == num_images:
-        pieces = question.split(IMAGE_PLACEHOLDER)
-        for i, piece in enumerate(pieces):
-            if piece:
-                content.append({"type": "text", "text": piece})
-            if i < len(pieces) - 1:
-                content.append({"type": "image"})
-    else:
-        raise ValueError(f"question has {found} '<image>' placeholder(s) but {num_images} image(s) were given")
-    return [{"role": "user", "content": content}]
-
-
-def render_prompt(processor, question: str, num_images: int, prefix: str | None = None) -> str:
-    """The prompt text: the chat template with its generation prompt, then ``prefix`` (if any).
-
-    The prefix is plain text after the assistant header, so it is tokenised as part of the prompt
-    and the policy continues the same assistant turn.
-    """
-    text = processor.apply_chat_template(
-        build_prompt_messages(question, num_images), tokenize=False, add_generation_prompt=True
-    )
-    return text + (prefix or "")
 
 
 def batch_seed(seed: int, index: int) -> int:

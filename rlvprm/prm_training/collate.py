@@ -1,0 +1,116 @@
+"""Batches for PRM training, built by the code the scorers use, so targets sit where scores are read.
+
+:class:`StepLabelCollator` (``--kind prm``): every record becomes its conversation through
+``rewards.conversation.build_conversation`` and is encoded by ``rewards.backends.hf.HFBackend.encode``,
+the encoder ``ProcessRewardModel`` scores with. ``encode`` returns the *read positions* (the token
+that predicts each assistant placeholder); the step label's token id (``+`` or ``-``) is the target
+at exactly those positions and nowhere else. With the default ``labels_in_input=False`` every
+assistant turn holds the placeholder ``+``, so the training input ids are the scoring input ids
+(DESIGN.md section 7); ``labels_in_input=True`` writes the labels there, as the released VisualPRM
+checkpoints were trained.
+
+Optionally (``lm_steps=True``) the batch also carries language-model targets on the tokens of the
+user turns up to the first ``-`` step: the question after the last image token and every step
+judged correct, with their chat markup. The auxiliary loss on them makes the PRM keep predicting
+what it reads, an attempt to break the tiny-model plateau of DESIGN.md section 7.
+
+:class:`OutcomeCollator` (``--kind implicit``): rows in the *policy* prompt format, encoded by
+``rewards.likelihood.encode_solutions`` (what ``ImplicitPRM`` scores with), with the solution mask
+and the outcome labels.
+
+Batch keys besides the model inputs: ``step_targets`` ``(B, L)`` (label token ids at read positions,
+-100 elsewhere), ``lm_targets`` ``(B, L)`` (the next token's id where an LM target applies, -100
+elsewhere), ``solution_mask`` ``(B, T)`` and ``outcomes`` ``(B,)``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from rewards.backends.hf import HFBackend
+from rewards.conversation import GOOD, Conversation, build_conversation
+from rewards.likelihood import encode_solutions
+from rlvprm.prm_training.data import Example
+
+IGNORE = -100
+
+
+class StepLabelCollator:
+    """Step-labelled examples into model inputs and ``step_targets`` (and ``lm_targets``)."""
+
+    def __init__(self, processor, labels_in_input: bool = False, lm_steps: bool = False):
+        # encode() needs only the processor: no model is attached to this backend.
+        self.backend = HFBackend(None, processor)
+        self.processor = processor
+        self.labels_in_input = labels_in_input
+        self.lm_steps = lm_steps
+        self.good_id, self.bad_id = self.backend.good_id, self.backend.bad_id
+        tok = processor.tokenizer
+        image_token = getattr(processor, "image_token", None)
+        self.image_token_id = tok.convert_tokens_to_ids(image_token) if image_token else None
+
+    def conversation(self, example: Example) -> Conversation:
+        rec = example.record
+        return build_conversation(rec.question, rec.steps, num_images=len(example.images), labels=rec.labels,
+                                  labels_in_input=self.labels_in_input)
+
+    def length(self, example: Example) -> int:
+        """Tokens of the example's conversation, images included (for ``check_lengths``)."""
+        return self.backend.encode([self.conversation(example)], [example.images]).lengths[0]
+
+    def __call__(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+        convs = [self.conversation(ex) for ex in examples]
+        batch = self.backend.encode(convs, [ex.images for ex in examples])
+        ids = batch.inputs["input_ids"]
+        targets = torch.full_like(ids, IGNORE)
+        for i, (conv, positions) in enumerate(zip(convs, batch.read_positions)):
+            # encode() found exactly one read position per step (it raises otherwise), in order.
+            for p, label in zip(positions, conv.labels):
+                targets[i, p] = self.good_id if label == GOOD else self.bad_id
+        out = {k: v for k, v in batch.inputs.items() if isinstance(v, torch.Tensor)}
+        out["step_targets"] = targets
+        if self.lm_steps:
+            out["lm_targets"] = self._lm_targets(ids, batch.read_positions, convs)
+        return out
+
+    def _lm_targets(self, ids: torch.Tensor, read_positions: list[list[int]], convs: list[Conversation]) -> torch.Tensor:
+        """Next-token targets on the user turns before the first ``-`` step (see the module docstring).
+
+        Step ``k``'s user turn lies between the placeholder of step ``k - 1`` and the assistant
+        header before step ``k``'s placeholder; the first turn starts after the last image token.
+        """
+        header = len(self.backend.header_ids)
+        lm = torch.full_like(ids, IGNORE)
+        for i, (positions, conv) in enumerate(zip(read_positions, convs)):
+            row = ids[i].tolist()
+            good = len(conv.labels) if "-" not in conv.labels else conv.labels.index("-")
+            start = 0
+            if self.image_token_id is not None and self.image_token_id in row[: positions[0]]:
+                start = max(j for j in range(positions[0]) if row[j] == self.image_token_id) + 1
+            for k in range(good):
+                first = start if k == 0 else positions[k - 1] + 2
+                last = positions[k] - header  # the last token before the assistant header
+                for t in range(max(first, 1), last + 1):
+                    lm[i, t - 1] = row[t]  # position t - 1 predicts token t
+        return lm
+
+
+class OutcomeCollator:
+    """Outcome-labelled examples into policy inputs, ``solution_mask`` and ``outcomes``."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def length(self, example: Example) -> int:
+        rec = example.record
+        enc = encode_solutions(self.processor, [(rec.question, example.images, rec.solution)])
+        return int(enc.inputs["attention_mask"].sum())
+
+    def __call__(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+        enc = encode_solutions(self.processor, [(ex.record.question, ex.images, ex.record.solution) for ex in examples])
+        out = dict(enc.inputs)
+        out["solution_mask"] = enc.solution_mask()
+        out["outcomes"] = torch.tensor([float(ex.record.outcome) for ex in examples])
+        return out

@@ -1,0 +1,199 @@
+"""``PRMTrainer``: transformers' ``Trainer`` with the PRM losses and VisualProcessBench evaluation.
+
+Only ``compute_loss`` and ``evaluate`` are replaced; optimisation, schedules, gradient accumulation,
+mixed precision, DeepSpeed, checkpoints, resuming and logging (wandb via ``report_to``) are the
+Trainer's own.
+
+``compute_loss``, ``kind="prm"``: one forward pass per batch, logits kept only at the positions
+that carry a target (the read positions, plus the LM positions when ``aux_lm_weight > 0``), the
+step label loss (``losses.step_label_loss``) plus ``aux_lm_weight`` times the mean next-token loss
+on the LM positions. ``kind="implicit"``: token log-probabilities of the solution under the
+trained model and under the frozen reference (``rewards.likelihood.token_logprobs``, the scorer's
+own code) and PRIME's outcome loss. With LoRA the reference is the same model with its adapters
+switched off, so no second copy is held.
+
+``evaluate`` scores a VisualProcessBench-format set with the scorer the saved model will be used
+as (``ProcessRewardModel`` on the current weights, or ``ImplicitPRM``) and logs
+``eval_macro_f1``, ``eval_auc``, ``eval_position_matched_auc`` and more
+(``evaluation.flat_metrics``). Every process scores the whole set (under ZeRO-3 every process must
+run the same forward passes), so keep the set small; only the main process reports.
+
+Besides the loss, training logs ``label_loss``, ``label_accuracy`` (the two-way prediction at the
+read positions against the label), ``lm_loss``, or for implicit PRMs ``reward_mean`` and
+``outcome_accuracy`` (sign of the sequence reward against the outcome), averaged over the logging
+interval.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel, Trainer
+
+from rewards.backends.hf import HFBackend
+from rewards.likelihood import ImplicitPRM, token_logprobs
+from rewards.prm import ProcessRewardModel
+from rlvprm.prm_training.collate import IGNORE
+from rlvprm.prm_training.evaluation import EvalSet, flat_metrics, score_eval_set
+from rlvprm.prm_training.losses import implicit_outcome_loss, step_label_loss
+
+
+class AdapterOff(torch.nn.Module):
+    """A peft model seen with its adapters switched off: the frozen reference of a LoRA run."""
+
+    def __init__(self, peft_model):
+        super().__init__()
+        self.inner = peft_model
+
+    @property
+    def dtype(self):
+        return self.inner.dtype
+
+    def forward(self, **kwargs):
+        with self.inner.disable_adapter():
+            return self.inner(**kwargs)
+
+
+class PRMTrainer(Trainer):
+    # compute_loss returns a per-micro-batch mean; let training_step divide by the accumulation steps.
+    loss_is_scaled_for_ga = False
+
+    def __init__(
+        self,
+        *args,
+        kind: str,
+        processor,
+        label_loss: str = "full_vocab",
+        aux_lm_weight: float = 0.0,
+        good_id: int | None = None,
+        bad_id: int | None = None,
+        reference=None,
+        beta: float = 0.05,
+        implicit_score: str = "step",
+        eval_set: EvalSet | None = None,
+        eval_threshold: float = 0.5,
+        **kwargs,
+    ):
+        super().__init__(*args, eval_dataset=eval_set, **kwargs)
+        self.kind = kind
+        self.processor = processor
+        self.label_loss = label_loss
+        self.aux_lm_weight = aux_lm_weight
+        self.good_id, self.bad_id = good_id, bad_id
+        self.reference = reference
+        self.beta = beta
+        self.implicit_score = implicit_score
+        self.eval_set = eval_set
+        self.eval_threshold = eval_threshold
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+
+    # --- loss -----------------------------------------------------------------------------------
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.kind == "implicit":
+            loss = self._implicit_loss(model, inputs)
+        else:
+            loss = self._step_label_loss(model, inputs)
+        return (loss, None) if return_outputs else loss
+
+    def _step_label_loss(self, model, inputs):
+        targets = inputs.pop("step_targets")  # (B, L)
+        lm = inputs.pop("lm_targets", None)  # (B, L) or None
+        rows, pos = (targets != IGNORE).nonzero(as_tuple=True)
+        keep = pos
+        if lm is not None and self.aux_lm_weight > 0:
+            lm_rows, lm_pos = (lm != IGNORE).nonzero(as_tuple=True)
+            keep = torch.cat([pos, lm_pos])
+        keep = torch.unique(keep)  # sorted: the positions whose logits are computed
+        logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits  # (B, K, V)
+        picked = logits[rows, torch.searchsorted(keep, pos)]  # (N, V)
+        labels = targets[rows, pos]
+        loss = step_label_loss(picked, labels, self.good_id, self.bad_id, self.label_loss)
+        with torch.no_grad():
+            judged_good = picked[:, self.good_id] > picked[:, self.bad_id]
+            self._metrics["label_loss"].append(loss.item())
+            self._metrics["label_accuracy"].append((judged_good == (labels == self.good_id)).float().mean().item())
+        if lm is not None and self.aux_lm_weight > 0 and lm_rows.numel():
+            lm_logits = logits[lm_rows, torch.searchsorted(keep, lm_pos)]
+            lm_loss = F.cross_entropy(lm_logits.float(), lm[lm_rows, lm_pos])
+            self._metrics["lm_loss"].append(lm_loss.item())
+            loss = loss + self.aux_lm_weight * lm_loss
+        return loss
+
+    def _implicit_loss(self, model, inputs):
+        mask = inputs.pop("solution_mask")  # (B, T)
+        outcomes = inputs.pop("outcomes")  # (B,)
+        T = mask.shape[1]
+        policy = token_logprobs(model, inputs, T)
+        with torch.no_grad():
+            reference = token_logprobs(self._reference(model), inputs, T)
+        loss, rewards = implicit_outcome_loss(policy, reference, mask, outcomes, self.beta)
+        with torch.no_grad():
+            self._metrics["reward_mean"].append(rewards.mean().item())
+            self._metrics["outcome_accuracy"].append(((rewards > 0).float() == outcomes).float().mean().item())
+        return loss
+
+    def _reference(self, model):
+        if self.reference is not None:
+            return self.reference
+        return AdapterOff(self.accelerator.unwrap_model(model))
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._metrics:
+            logs.update({k: sum(v) / len(v) for k, v in self._metrics.items() if v})
+            self._metrics.clear()
+        super().log(logs, start_time)
+
+    # --- resuming ------------------------------------------------------------------------------
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """Load a full-weight checkpoint through ``from_pretrained``, which renames its tensors.
+
+        transformers saves some architectures (Qwen2-VL among them) under their original tensor
+        names, and the Trainer's own loader puts the state dict in without renaming, non-strictly:
+        the resumed run would silently keep its initial weights. Adapters and sharded checkpoints
+        take the Trainer's own path.
+        """
+        target = self.accelerator.unwrap_model(model if model is not None else self.model)
+        folder = Path(resume_from_checkpoint)
+        full = any((folder / f).exists() for f in ("model.safetensors", "model.safetensors.index.json"))
+        if isinstance(target, PreTrainedModel) and full:
+            loaded = type(target).from_pretrained(folder, dtype=target.dtype)
+            target.load_state_dict(loaded.state_dict(), strict=True)
+            return
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    # --- evaluation -----------------------------------------------------------------------------
+
+    def scorer(self):
+        """The scorer the saved model will be used as, on the current weights."""
+        model = self.accelerator.unwrap_model(self.model)
+        batch = self.args.per_device_eval_batch_size
+        if self.kind == "implicit":
+            reference = self.reference if self.reference is not None else AdapterOff(model)
+            return ImplicitPRM(model, reference, self.processor, beta=self.beta, score=self.implicit_score,
+                               batch_size=batch)
+        return ProcessRewardModel(HFBackend(model, self.processor), batch_size=batch)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        data = eval_dataset if eval_dataset is not None else self.eval_set
+        if data is None:
+            raise ValueError("no evaluation set: give --eval-data (a VisualProcessBench-format jsonl)")
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        start = time.perf_counter()
+        try:
+            with self.autocast_smart_context_manager():
+                scored = score_eval_set(self.scorer(), data)
+        finally:
+            model.train(was_training)
+        metrics = flat_metrics(data, scored, self.eval_threshold, metric_key_prefix)
+        metrics[f"{metric_key_prefix}_seconds"] = round(time.perf_counter() - start, 2)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics

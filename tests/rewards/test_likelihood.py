@@ -1,0 +1,143 @@
+"""Likelihood process scorers on tiny real Qwen2-VL models loaded from disk."""
+
+import doctest
+import math
+
+import pytest
+import torch
+
+from rewards import likelihood
+from rewards.likelihood import (
+    ImplicitPRM,
+    PolicyLikelihoodScorer,
+    encode_solutions,
+    implicit_scores,
+    likelihood_step_scores,
+    solution_logprobs,
+    token_logprobs,
+)
+from rewards.loading import load_vlm
+from rewards.prm import Group
+from rlvprm.models.tiny import build_tiny_model
+
+QUESTION = "<image>\nWhat is the sum of the numbers in the image?"
+SOLUTIONS = [
+    "The numbers are 3, 7 and 5.\n\n3 + 7 = 10.\n\n10 + 5 = 15.\n\nThe answer is \\boxed{15}.",
+    "The numbers are 3 and 8.\n\n3 + 8 = 11.\n\nThe answer is \\boxed{11}.",
+]
+GIVEN = ["The numbers are 3, 7 and 5.", "3 + 7 = 10.\n\nstill the same step", "The answer is \\boxed{10}."]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and the test machines share their cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_models):
+    return load_vlm(tiny_models("qwen2-vl"))
+
+
+@pytest.fixture(scope="module")
+def other(tmp_path_factory):
+    """A second model with the same tokenizer and processor but other weights (a 'trained' model)."""
+    path = build_tiny_model("qwen2-vl", tmp_path_factory.mktemp("other"), seed=1)
+    return load_vlm(str(path))
+
+
+def test_docstring_examples_hold():
+    assert doctest.testmod(likelihood).failed == 0
+
+
+def test_policy_scorer_equals_policy_likelihood_step_probabilities(policy, images):
+    model, processor = policy
+    from rlvprm.policy_likelihood import likelihood_step_scores as pl_scores, solution_logprobs as pl_logprobs
+
+    for kind in ("step_prob", "mean_token_prob", "min_token_prob"):
+        for running_min in (False, True):
+            scorer = PolicyLikelihoodScorer(model, processor, kind=kind, running_min=running_min, batch_size=2)
+            scored = scorer.score_group(QUESTION, [images[0]], SOLUTIONS)
+            expected = [pl_scores(r, kind, running_min) for r in pl_logprobs(model, processor, QUESTION, [images[0]], SOLUTIONS)]
+            for got, want, solution in zip(scored, expected, SOLUTIONS):
+                assert got.step_scores == pytest.approx(want, rel=1e-5)
+                assert got.score == pytest.approx(min(want))
+                assert got.steps == scorer.split(solution)
+    # Step probabilities: exp of the summed log-probability of each step's tokens.
+    r = solution_logprobs(model, processor, QUESTION, [images[0]], SOLUTIONS[:1])[0]
+    plain = PolicyLikelihoodScorer(model, processor, running_min=False).score_group(QUESTION, [images[0]], SOLUTIONS[:1])[0]
+    assert plain.step_scores == pytest.approx([math.exp(s) for s in r.step_sums], rel=1e-5)
+
+
+def test_given_steps_are_scored_as_given_and_groups_batch(policy, images):
+    model, processor = policy
+    scorer = PolicyLikelihoodScorer(model, processor, aggregation="mean")
+    alone = scorer.score_group(QUESTION, [images[0]], [GIVEN])[0]
+    assert [s.text for s in alone.steps] == GIVEN  # the blank line inside step 2 does not split it
+    both = scorer.score_groups([Group(QUESTION, [images[1]], SOLUTIONS), Group(QUESTION, [images[0]], [GIVEN])])
+    assert [len(g) for g in both] == [2, 1]
+    assert both[1][0].step_scores == pytest.approx(alone.step_scores, rel=1e-5)
+    with pytest.raises(ValueError, match="no steps"):
+        scorer.score_group(QUESTION, [images[0]], ["  \n\n "])
+
+
+def test_token_logprobs_keep_the_gradient_and_match_the_no_grad_path(policy, images):
+    model, processor = policy
+    enc = encode_solutions(processor, [(QUESTION, [images[0]], s) for s in SOLUTIONS])
+    mask = enc.solution_mask()
+    lp = token_logprobs(model, enc.inputs, enc.num_tokens)
+    assert lp.shape == mask.shape and lp.requires_grad
+    assert mask.sum(1).tolist() == [len(t) for t in enc.token_ids]
+    lp.masked_fill(~mask, 0).sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    model.zero_grad(set_to_none=True)
+    sums = [r.step_sums for r in solution_logprobs(model, processor, QUESTION, [images[0]], SOLUTIONS)]
+    assert (lp * mask).sum(1).tolist() == pytest.approx([math.fsum(s) for s in sums], abs=1e-3)
+
+
+def test_implicit_prm_rewards_are_beta_times_the_step_log_ratio(policy, other, images):
+    (ref, processor), (trained, _) = policy, other
+    prm = ImplicitPRM(trained, ref, processor, beta=0.1)
+    rewards = prm.step_rewards(QUESTION, [images[0]], SOLUTIONS)
+    for sol, got in zip(SOLUTIONS, rewards):
+        a = solution_logprobs(trained, processor, QUESTION, [images[0]], [sol])[0].step_sums
+        b = solution_logprobs(ref, processor, QUESTION, [images[0]], [sol])[0].step_sums
+        assert got == pytest.approx([0.1 * (x - y) for x, y in zip(a, b)], abs=1e-4)
+    scored = prm.score_group(QUESTION, [images[0]], SOLUTIONS)
+    for res, r in zip(scored, rewards):
+        assert res.step_scores == pytest.approx(implicit_scores(r, "step"))
+        assert res.score == pytest.approx(min(res.step_scores))
+    cumulative = ImplicitPRM(trained, ref, processor, beta=0.1, score="cumulative").score_group(QUESTION, [images[0]], SOLUTIONS)
+    assert cumulative[0].step_scores[-1] == pytest.approx(1 / (1 + math.exp(-sum(rewards[0]))))
+
+
+def test_implicit_prm_against_itself_scores_one_half(policy, images):
+    model, processor = policy
+    scored = ImplicitPRM(model, model, processor).score_group(QUESTION, [images[0]], SOLUTIONS + [GIVEN])
+    assert all(s == pytest.approx(0.5) for r in scored for s in r.step_scores)
+
+
+def test_implicit_prm_needs_its_config_file(tiny_models):
+    with pytest.raises(ValueError, match="implicit_prm.json"):
+        ImplicitPRM.from_pretrained(tiny_models("qwen2-vl"), device="cpu")
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="unknown likelihood score"):
+        PolicyLikelihoodScorer(None, None, kind="entropy")
+    with pytest.raises(ValueError, match="aggregation"):
+        PolicyLikelihoodScorer(None, None, aggregation="median")
+    with pytest.raises(ValueError, match="beta"):
+        ImplicitPRM(None, None, None, beta=0)
+    with pytest.raises(ValueError, match="unknown implicit score"):
+        implicit_scores([0.0], "q")
+
+
+def test_likelihood_step_scores_still_reexported():
+    from rlvprm import policy_likelihood
+
+    assert policy_likelihood.likelihood_step_scores is likelihood_step_scores
+    assert policy_likelihood.solution_logprobs is solution_logprobs
