@@ -2,8 +2,8 @@
 
 ``mc.py`` (sampling and scoring), ``formats.py`` (VisualPRM400K-v1.1-Raw and conversation records,
 reading either), ``shards.py`` (data-parallel shards and their merge), ``quality.py`` (MC labels
-against the visual-arith world's exact labels). ``rlvprm label`` (``rlvprm/commands/label.py``)
-runs them.
+against the visual-arith world's exact labels; import it from there, it also runs as
+``python -m rlvprm.labeling.quality``). ``rlvprm label`` (``rlvprm/commands/label.py``) runs them.
 """
 
 from rlvprm.labeling.formats import (
@@ -17,7 +17,6 @@ from rlvprm.labeling.formats import (
     step_label,
 )
 from rlvprm.labeling.mc import MCSettings, PromptLabels, Rollout, StepScore, call_seed, label_prompt, step_prefix
-from rlvprm.labeling.quality import mc_label_quality
 from rlvprm.labeling.shards import merge_shards, shard_path, shard_slice
 
 __all__ = [
@@ -29,7 +28,6 @@ __all__ = [
     "call_seed",
     "conversation_record",
     "label_prompt",
-    "mc_label_quality",
     "merge_shards",
     "parse_prm_row",
     "raw_record",
