@@ -7,9 +7,12 @@ Stages, each writing under one run folder and reused when re-run with the same s
 2. ``policy``: the toy policy. By default the checkpoint shipped in ``rlvprm/data/checkpoints``
    (produced by ``rlvprm demo --from-scratch``; its ``train_info.json`` records how long that took);
    ``--from-scratch`` trains it live; ``--quick`` trains a few steps live.
-3. ``policy-eval``: greedy accuracy, pass@k, chain coherence and error mix on held-out prompts,
+3. ``bon-likelihood``: Best-of-N on held-out prompts (``rlvprm bon``): a greedy answer and k
+   samples per prompt, drawn once, selected by the policy's own step likelihood, self-consistency
+   and the other strategies, beside the bound a perfect PRM would reach.
+4. ``policy-eval``: greedy accuracy, pass@k, chain coherence and error mix of those same samples,
    judged by the world's exact checker.
-4. ``report``: ``report.md`` with tables and PNG plots.
+5. ``report``: ``report.md`` with tables and PNG plots.
 
 Later stages (Monte Carlo labels, PRM training, VisualProcessBench evaluation, Best-of-N, GRPO,
 PPO, comparison) join here as they land. ``--quick`` runs every stage at toy sizes for CI.
@@ -134,10 +137,15 @@ def main(cfg: DemoConfig) -> dict:
                                  lambda r: f"toy policy ({r['source']}, trained in {r['train_seconds']:.0f} s)")
     policy = run / "policy" / "model"
 
-    eval_settings = {"eval_prompts": cfg.eval_prompts, "k": cfg.k, "max_new_tokens": cfg.max_new_tokens,
-                     "seed": cfg.seed, "policy": stages["policy"]["result"]}
+    bon_settings = {"eval_prompts": cfg.eval_prompts, "k": cfg.k, "max_new_tokens": cfg.max_new_tokens,
+                    "seed": cfg.seed, "policy": stages["policy"]["result"]["source"]}
+    stages["bon-likelihood"] = run_stage(
+        run, "bon-likelihood", bon_settings, lambda d: _bon(cfg, world, policy, d, prm="likelihood"),
+        lambda r: f"Best-of-{cfg.k} by the policy's own step likelihood {_acc(r, 'prm_best:min')}, "
+                  f"self-consistency {_acc(r, 'self_consistency')}",
+    )
     stages["policy-eval"] = run_stage(
-        run, "policy-eval", eval_settings, lambda d: _policy_eval(cfg, world, policy, d),
+        run, "policy-eval", bon_settings, lambda d: _policy_eval(world, run / "bon-likelihood", d),
         lambda r: (f"greedy {r['greedy_accuracy']:.1%}, pass@{r['k']} {r['pass_at_k']:.1%}, "
                    f"coherence {r['coherence']:.1%}"),
     )
@@ -169,18 +177,35 @@ def _policy(cfg: DemoConfig, world: Path, out: Path) -> dict:
     return {"source": "trained live", "train_seconds": info["seconds"], "train_info": info}
 
 
-def _policy_eval(cfg: DemoConfig, world: Path, policy: Path, out: Path) -> dict:
-    from rewards.loading import load_vlm
-    from rlvprm.data.jsonl import write_jsonl
-    from rlvprm.generation import HFSampler
-    from rlvprm.policy.toy import load_rows
-    from rlvprm.world.evaluate import evaluate_policy
+def _bon(cfg: DemoConfig, world: Path, policy: Path, out: Path, prm: str) -> dict:
+    """Best-of-N on the held-out prompts: sample once (greedy and k samples), score, select."""
+    from rlvprm.bon import BonConfig, run_bon
 
-    rows, images = load_rows(world / "prompts.jsonl", world, limit=cfg.eval_prompts)
-    model, processor = load_vlm(str(policy))
-    sampler = HFSampler(model, processor)
-    metrics, records = evaluate_policy(sampler, rows, images, k=cfg.k, max_new_tokens=cfg.max_new_tokens,
-                                       seed=cfg.seed, batch_size=32)
+    result = run_bon(BonConfig(
+        policy=str(policy), data=str(world / "prompts.jsonl"), prm=prm, out=str(out), n=cfg.k,
+        max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, limit=cfg.eval_prompts, device="cpu", dtype="float32",
+    ))
+    return {"overall": result["overall"], "ns": result["ns"], "strategies": result["strategies"], "n": cfg.k,
+            "counts": result["counts"]}
+
+
+def _acc(result: dict, strategy: str) -> str:
+    acc = result["overall"]["accuracy"].get(strategy)
+    return "n/a" if acc is None else f"{acc[-1]:.1%}"
+
+
+def _policy_eval(world: Path, bon_dir: Path, out: Path) -> dict:
+    """Judge the Best-of-N stage's samples exactly with the world's checker (no new sampling)."""
+    from rlvprm.data.jsonl import read_jsonl, write_jsonl
+    from rlvprm.world.evaluate import judge_texts
+
+    rows = {r["id"]: r for _, r in read_jsonl(world / "prompts.jsonl")}
+    cands = [c for _, c in read_jsonl(bon_dir / "candidates.jsonl")]
+    metrics, records = judge_texts(
+        [rows[c["id"]] for c in cands], [c["greedy"]["text"] for c in cands],
+        [[x["text"] for x in c["candidates"]] for c in cands],
+        [[x["finish_reason"] for x in c["candidates"]] for c in cands],
+    )
     write_jsonl(out / "samples.jsonl", records)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return metrics

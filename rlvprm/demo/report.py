@@ -92,10 +92,30 @@ def write_report(run: Path, cfg, stages: dict, total_seconds: float) -> Path:
               f"![policy evaluation]({png.name})", "",
               "Coherence: share of samples whose boxed answer is what their own steps compute. "
               "Fully correct chains: every step right (the bound for process-based selection).", ""]
+    if "bon-likelihood" in stages:
+        lines += _bon_section(stages["bon-likelihood"]["result"], "bon-likelihood",
+                              "the policy's own step probabilities (running minimum); no trained PRM yet")
     path = run / "report.md"
     path.write_text("\n".join(lines))
     (run / "summary.json").write_text(json.dumps({k: v["result"] for k, v in stages.items()}, indent=1, default=str) + "\n")
     return path
+
+
+def _bon_section(result: dict, folder: str, critic: str) -> list[str]:
+    from rlvprm.bon.results import strategy_label
+
+    ns = result["ns"]
+    prm = "likelihood" if folder.endswith("likelihood") else "prm"
+    lines = [f"## Best-of-{ns[-1]} on the same prompts", "", f"Critic: {critic}. Full tables in `{folder}/results.md`.", "",
+             "| strategy | " + " | ".join(f"N={n}" for n in ns) + " |", "|---|" + "---:|" * len(ns)]
+    # The report keeps the headline strategies; results.md has every aggregation.
+    shown = [s for s in result["strategies"]
+             if not s.startswith(("prm_best:", "prm_weighted_vote:")) or s.split(":")[1] in ("mean", "min")]
+    for s in shown:
+        acc = result["overall"]["accuracy"][s]
+        lines.append(f"| {strategy_label(s, prm)} | " + " | ".join("-" if a is None else _pct(a) for a in acc) + " |")
+    lines += ["", f"![Best-of-N scaling]({folder}/scaling.png)", ""]
+    return lines
 
 
 def _threads() -> int:

@@ -57,16 +57,25 @@ def evaluate_policy(
     requests = [(r["question"], imgs, None) for r, imgs in zip(rows, images)]
     greedy = sampler.sample(requests, 1, max_new_tokens, temperature=0.0, seed=seed, batch_size=batch_size)
     sampled = sampler.sample(requests, k, max_new_tokens, temperature=temperature, seed=seed + 1, batch_size=batch_size)
+    return judge_texts(rows, [g[0].text for g in greedy], [[s.text for s in ss] for ss in sampled],
+                       [[s.finish_reason for s in ss] for ss in sampled])
+
+
+def judge_texts(
+    rows: Sequence[dict], greedy: Sequence[str], samples: Sequence[Sequence[str]],
+    finish: Sequence[Sequence[str]] | None = None,
+) -> tuple[dict, list[dict]]:
+    """Judge already sampled texts: a greedy answer and ``k`` samples per row."""
     records = []
     by_source: dict[str, list] = defaultdict(list)
-    for row, g, ss in zip(rows, greedy, sampled):
-        jg = judge(row, g[0].text)
-        js = [judge(row, s.text) for s in ss]
+    for i, (row, g, ss) in enumerate(zip(rows, greedy, samples)):
+        jg = judge(row, g)
+        js = [judge(row, s) for s in ss]
         rec = {
-            "id": row["id"], "data_source": row.get("data_source"), "greedy": g[0].text, "greedy_correct": jg.correct,
-            "samples": [s.text for s in ss], "correct": [j.correct for j in js],
+            "id": row["id"], "data_source": row.get("data_source"), "greedy": g, "greedy_correct": jg.correct,
+            "samples": list(ss), "correct": [j.correct for j in js],
             "steps_correct": [j.steps_correct for j in js], "coherent": [j.coherent for j in js],
-            "first_error": [j.first_error for j in js], "finish": [s.finish_reason for s in ss],
+            "first_error": [j.first_error for j in js], "finish": list(finish[i]) if finish else None,
         }
         records.append(rec)
         by_source[row.get("data_source") or "all"].append(rec)

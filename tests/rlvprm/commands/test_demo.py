@@ -13,6 +13,7 @@ def test_quick_demo_end_to_end_and_reuse(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "Held-out evaluation" in report and "| overall |" in report
     assert (out / "policy_eval.png").stat().st_size > 1000
+    assert (out / "bon-likelihood" / "scaling.png").exists() and "## Best-of-4" in report
     assert (out / "policy" / "model" / "model.safetensors").exists()
     metrics = json.loads((out / "policy-eval" / "metrics.json").read_text())
     assert metrics["prompts"] == 12 and metrics["k"] == 4
@@ -21,7 +22,8 @@ def test_quick_demo_end_to_end_and_reuse(tmp_path, capsys):
     capsys.readouterr()
     assert cli(["demo", "--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "[world] reused" in printed and "[policy] reused" in printed and "[policy-eval] reused" in printed
+    for stage in ("world", "policy", "bon-likelihood", "policy-eval"):
+        assert f"[{stage}] reused" in printed
 
 
 def test_default_recipe_matches_defaults():
