@@ -11,7 +11,7 @@ The trainer is ``rlvprm.rl.trainer.ProcessRewardGRPOTrainer``; the step scorer i
 id, or ``oracle`` for the visual-arith world's exact checker. With ``heldout_every``, greedy accuracy
 on held-out prompts is measured as training goes (``heldout.jsonl`` in the output folder). At the
 end the policy is saved to ``output_dir`` with ``grpo_summary.json`` (both configs, the held-out
-curve, the last logged metrics).
+curve, every logged metric).
 
 Options that TRL's config parser reads from JSON strings (``model_init_kwargs``,
 ``gradient_checkpointing_kwargs``) are written as JSON strings in recipes.
@@ -158,6 +158,7 @@ def main(cfg: DenseGRPOConfig, args: GRPOConfig) -> dict:
         "train": result.metrics,
         "heldout": heldout.history if heldout else [],
         "last_log": next((h for h in reversed(trainer.state.log_history) if "loss" in h), {}),
+        "log_history": trainer.state.log_history,
     }
     if trainer.accelerator.is_main_process:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)

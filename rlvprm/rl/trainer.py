@@ -123,9 +123,12 @@ class ProcessRewardGRPOTrainer(GRPOTrainer):
         self.outcome_and_steps.tokenizer = self._tokenizer
         scorer.prepare(self.accelerator, deepspeed=self.is_deepspeed_enabled)
         self.extra_logs: dict[str, float] = {}  # merged into the next log call (held-out accuracy)
+        self.trl_advantages = None
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
+        # TRL's own (B,) advantages from the outcome reward, kept for tests and debugging.
+        self.trl_advantages = output["advantages"]
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
         completion_mask = output["completion_mask"]

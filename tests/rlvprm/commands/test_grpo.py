@@ -82,4 +82,5 @@ def test_grpo_command_end_to_end(tiny_models, tmp_path):
     assert len((out / "heldout.jsonl").read_text().splitlines()) == 3
     assert summary["config"]["credit"] == "min_form" and summary["grpo"]["max_steps"] == 2
     assert "steps/per_completion" in summary["last_log"] and "heldout/greedy_accuracy" in summary["last_log"]
+    assert len([h for h in summary["log_history"] if "loss" in h]) == 2
     assert (out / "model.safetensors").exists()

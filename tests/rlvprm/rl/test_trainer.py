@@ -56,7 +56,8 @@ class Recording(ProcessRewardGRPOTrainer):
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
         self.batches = getattr(self, "batches", []) + [
-            {"advantages": output["advantages"].clone(), "completion_mask": output["completion_mask"].clone()}
+            {"advantages": output["advantages"].clone(), "completion_mask": output["completion_mask"].clone(),
+             "trl_advantages": self.trl_advantages.clone()}
         ]
         return output
 
@@ -131,3 +132,30 @@ def test_trainer_with_a_real_prm_on_text_only_prompts(tiny_models, tmp_path):
     assert math.isfinite(log["loss"])
     assert log["steps/no_steps_frac"] < 1
     assert 0 <= log["prm/step_score_mean"] <= 1
+
+
+def test_outcome_credit_reproduces_trl_advantages(tiny_models, world, tmp_path):
+    """With credit 'outcome' the per-token advantages are TRL's own (B,) advantages on every token:
+    rows, groups and normalisation line up with TRL's batch."""
+    policy = tiny_models("qwen2-vl")
+    trainer = Recording(
+        policy, ChunkScorer(), CreditSettings(method="outcome"), grpo_args(tmp_path, max_steps=1, beta=0.0),
+        train_dataset=load_prompt_dataset(world.prompts), processing_class=load_processor(policy),
+    )
+    reward_function = trainer.reward_funcs[0]
+    assert reward_function is trainer.outcome_and_steps
+
+    def some_right(**kwargs):
+        # The random tiny policy never answers right: call every third completion right.
+        reward_function(**kwargs)
+        for i, completion in enumerate(reward_function._scored):
+            completion.outcome = float(i % 3 == 0)
+        return [c.outcome for c in reward_function._scored]
+
+    trainer.reward_funcs[0] = some_right
+    trainer.train()
+    batch = trainer.batches[0]
+    mask = batch["completion_mask"].bool()
+    expected = batch["trl_advantages"][:, None].expand_as(mask)
+    assert batch["trl_advantages"].abs().sum() > 0
+    torch.testing.assert_close(batch["advantages"][mask], expected[mask], rtol=0, atol=1e-6)
