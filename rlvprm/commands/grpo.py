@@ -64,6 +64,7 @@ class DenseGRPOConfig:
     heldout_data: str | None = field(None, help="held-out prompt set (default: the rows of data after num_prompts)")
     heldout_prompts: int = field(100, help="number of held-out prompts")
     heldout_samples: int = field(0, help="also the mean accuracy of this many samples per held-out prompt")
+    freeze_vision: bool = field(False, help="keep the vision encoder and projector fixed (train the language model only)")
     use_peft: bool = field(False, help="train a LoRA adapter instead of the whole policy")
     lora_r: int = field(16, help="LoRA rank")
     lora_alpha: int = field(32, help="LoRA alpha")
@@ -92,6 +93,24 @@ class DenseGRPOConfig:
             empty_value=self.prm_empty_value, min_form_temperature=self.min_form_temperature,
             drop_threshold=self.ps_grpo_drop_threshold, penalty=self.ps_grpo_penalty,
         )
+
+
+VISION_PARTS = (".visual.", "vision_tower", "vision_model", "multi_modal_projector")
+
+
+def freeze_vision(model) -> int:
+    """Stop gradients into the vision encoder and projector; the number of tensors frozen.
+
+    Runs before ``train()`` builds the optimiser, which takes only parameters that need gradients.
+    """
+    frozen = 0
+    for name, param in model.named_parameters():
+        if any(part in f".{name}" for part in VISION_PARTS):
+            param.requires_grad_(False)
+            frozen += 1
+    if not frozen:
+        raise ValueError(f"freeze_vision found no vision parameters (names containing one of {VISION_PARTS})")
+    return frozen
 
 
 def heldout_rows(cfg: DenseGRPOConfig) -> tuple[list[dict], list[list]]:
@@ -150,6 +169,8 @@ def main(cfg: DenseGRPOConfig, args: GRPOConfig) -> dict:
     )
     if heldout:
         heldout.trainer = trainer
+    if cfg.freeze_vision:
+        log.info("vision side frozen: %d parameter tensors", freeze_vision(trainer.model))
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     trainer.save_model(args.output_dir)
     summary = {

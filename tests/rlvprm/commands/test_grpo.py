@@ -73,7 +73,7 @@ def test_grpo_command_end_to_end(tiny_models, tmp_path):
         "--heldout-prompts", "4", "--output-dir", str(out), "--use-cpu", "--bf16", "false", "--max-steps", "2",
         "--per-device-train-batch-size", "4", "--num-generations", "4", "--max-completion-length", "12",
         "--beta", "0.0", "--gradient-checkpointing", "false", "--save-strategy", "no",
-        "--logging-steps", "1",
+        "--logging-steps", "1", "--freeze-vision", "--learning-rate", "1e-2",
     ])
     assert rc == 0
     summary = json.loads((out / "grpo_summary.json").read_text())
@@ -83,4 +83,20 @@ def test_grpo_command_end_to_end(tiny_models, tmp_path):
     assert summary["config"]["credit"] == "min_form" and summary["grpo"]["max_steps"] == 2
     assert "steps/per_completion" in summary["last_log"] and "heldout/greedy_accuracy" in summary["last_log"]
     assert len([h for h in summary["log_history"] if "loss" in h]) == 2
-    assert (out / "model.safetensors").exists()
+    from safetensors.torch import load_file
+
+    before = load_file(str(Path(tiny_models("qwen2-vl")) / "model.safetensors"))
+    after = load_file(str(out / "model.safetensors"))
+    vision = [k for k in before if ".visual." in f".{k}"]
+    assert vision and all(before[k].equal(after[k]) for k in vision)  # --freeze-vision kept them
+
+
+def test_freeze_vision_stops_only_the_vision_side(tiny_models):
+    from rewards.loading import load_vlm
+    from rlvprm.commands.grpo import freeze_vision
+
+    model, _ = load_vlm(tiny_models("qwen2-vl"), train=True)
+    assert freeze_vision(model) > 0
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen and all(".visual." in f".{name}" for name in frozen)
+    assert any(p.requires_grad for name, p in model.named_parameters() if "language_model" in name)
