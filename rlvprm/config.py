@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import types
 import typing
 from pathlib import Path
@@ -33,6 +34,10 @@ def field(default: Any = dataclasses.MISSING, help: str = "", **kwargs) -> Any:
     return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
 
 
+class _Mixed:
+    """Stands for a union of several types (``str | dict | None``): values pass through as written."""
+
+
 def _base_type(tp: Any) -> tuple[Any, bool]:
     """The non-None type inside ``Optional[...]``/``X | None``, and whether None is allowed."""
     origin = typing.get_origin(tp)
@@ -40,12 +45,25 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(args) == 1:
             return args[0], True
-        return str, True
+        return _Mixed, True
     return tp, False
+
+
+def _structured(s: Any) -> Any:
+    """A recipe's value as written; a command-line string holding JSON (``{...}``/``[...]``) is parsed."""
+    if isinstance(s, str) and s.strip()[:1] in ("{", "["):
+        try:
+            return json.loads(s)
+        except json.JSONDecodeError as err:
+            raise argparse.ArgumentTypeError(f"not valid JSON: {err.msg}") from None
+    return s
 
 
 def _converter(tp: Any):
     base, optional = _base_type(tp)
+    if base is _Mixed or base is dict or typing.get_origin(base) is dict:
+        # Several types, or a mapping: keep YAML values as they are ("none" stays a string).
+        return _structured, None
     origin = typing.get_origin(base)
     if origin is typing.Literal:
         choices = typing.get_args(base)
@@ -70,7 +88,7 @@ def _converter(tp: Any):
 def _optional(fn, optional: bool):
     if not optional:
         return fn
-    return lambda s: None if isinstance(s, str) and s.lower() in ("none", "null", "") else fn(s)
+    return lambda s: None if s is None or (isinstance(s, str) and s.lower() in ("none", "null", "")) else fn(s)
 
 
 def _literal(s: str, choices: tuple) -> Any:

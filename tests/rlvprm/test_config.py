@@ -75,3 +75,28 @@ def test_help_documents_every_option(capsys):
     for name, text in [("--data", "input"), ("--steps", "how many"), ("--beta", "kl weight"), ("--sizes", "a list")]:
         assert name in out and text in out
     assert "[default: 10]" in out
+
+
+@dataclass
+class Mixed:
+    report_to: None | str | list[str] = field(None, help="loggers")
+    kwargs: dict | str | None = field(None, help="a mapping")
+
+
+def test_mixed_and_mapping_values_pass_through(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("report_to: none\nkwargs: {dtype: float32, attn: sdpa}\n")
+    (m,) = parse([Mixed], ["--config", str(recipe)])
+    assert m.report_to == "none" and m.kwargs == {"dtype": "float32", "attn": "sdpa"}
+    (m,) = parse([Mixed], ["--kwargs", '{"a": 1}', "--report-to", "wandb"])
+    assert m.kwargs == {"a": 1} and m.report_to == "wandb"
+
+
+def test_trl_grpo_config_passes_through(tmp_path):
+    from trl import GRPOConfig
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("output_dir: out\nreport_to: none\nmodel_init_kwargs: {dtype: float32}\nbeta: 0.04\nuse_cpu: true\nbf16: false\n")
+    (cfg,) = parse([GRPOConfig], ["--config", str(recipe), "--num-generations", "4"])
+    assert cfg.model_init_kwargs == {"dtype": "float32"} and cfg.beta == 0.04 and cfg.num_generations == 4
+    assert cfg.report_to == []
