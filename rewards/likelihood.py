@@ -15,7 +15,8 @@ returning ``ScoredSolution`` lists), so Best-of-N, evaluation and RL take any of
   ``log pi_theta - log pi_ref`` of its tokens; its score in [0, 1] is the sigmoid of that reward
   (``score="step"``, the default), or the sigmoid of the rewards summed up to and including the
   step (``score="cumulative"``: the implicit Q-value, which training makes an estimate of the
-  chance that the solution ends right).
+  chance that the solution ends right); by default the running minimum over steps, as for the
+  policy's likelihood (a step after a bad one is not "correct so far").
 
 How a solution maps to tokens: the policy prompt (``rewards.prompt.render_prompt``) and the
 solution are tokenised together, as the policy would see them; the tokenizer's offset mapping says
@@ -196,8 +197,9 @@ def token_logprobs(model, inputs: dict[str, torch.Tensor], num_tokens: int) -> t
     token are padding or prompt (mask them with ``EncodedSolutions.solution_mask``). Keeps the
     gradient when the model has one; the logits of only the last ``T + 1`` positions are computed.
     """
-    device = next(model.parameters()).device
-    dtype = model.dtype
+    param = next(model.parameters())
+    # A model wrapped for distributed training (DDP) has no ``dtype`` of its own.
+    device, dtype = param.device, getattr(model, "dtype", param.dtype)
     batch = {k: (v.to(device, dtype) if torch.is_floating_point(v) else v.to(device)) for k, v in inputs.items()}
     ids = batch["input_ids"]
     if num_tokens == 0:
@@ -284,10 +286,19 @@ def likelihood_step_scores(result: StepLogprobs, kind: str = "step_prob", runnin
             scores.append(sum(math.exp(x) for x in lp) / len(lp))
         else:
             scores.append(math.exp(min(lp)))
-    if running_min:
-        for k in range(1, len(scores)):
-            scores[k] = min(scores[k], scores[k - 1])
-    return scores
+    return running_minimum(scores) if running_min else scores
+
+
+def running_minimum(scores: Sequence[float]) -> list[float]:
+    """Each score replaced by the minimum of it and all earlier ones.
+
+    >>> running_minimum([0.9, 0.2, 0.7, 0.1])
+    [0.9, 0.2, 0.2, 0.1]
+    """
+    out = list(scores)
+    for k in range(1, len(out)):
+        out[k] = min(out[k], out[k - 1])
+    return out
 
 
 def implicit_scores(step_rewards: Sequence[float], score: str = "step") -> list[float]:
@@ -420,7 +431,8 @@ class ImplicitPRM(_LikelihoodScorer):
     ``model`` is trained from outcome labels (``rlvprm train-prm --kind implicit``), ``reference``
     is the frozen model it started from; both see the same tokens in one batched pass each. The
     score of a step is ``sigmoid(reward)`` (``score="step"``) or the sigmoid of the cumulative
-    reward (``score="cumulative"``), see :func:`implicit_scores`.
+    reward (``score="cumulative"``), see :func:`implicit_scores`; ``running_min`` (default on) keeps
+    each score at or below the earlier ones.
     """
 
     def __init__(
@@ -430,6 +442,7 @@ class ImplicitPRM(_LikelihoodScorer):
         processor,
         beta: float = 0.05,
         score: str = "step",
+        running_min: bool = True,
         aggregation: str = "min",
         max_steps: int | None = None,
         batch_size: int = 8,
@@ -443,6 +456,7 @@ class ImplicitPRM(_LikelihoodScorer):
         self.reference = reference
         self.beta = beta
         self.score = score
+        self.running_min = running_min
 
     @classmethod
     def from_pretrained(
@@ -470,6 +484,7 @@ class ImplicitPRM(_LikelihoodScorer):
         ref.requires_grad_(False)
         kwargs.setdefault("beta", info["beta"])
         kwargs.setdefault("score", info.get("score", "step"))
+        kwargs.setdefault("running_min", info.get("running_min", True))
         return cls(model, ref, processor, **kwargs)
 
     def step_rewards(self, question: str, images: Sequence[Image.Image], solutions: Sequence[Solution]) -> list[list[float]]:
@@ -498,4 +513,5 @@ class ImplicitPRM(_LikelihoodScorer):
         return results
 
     def _scores(self, result: StepLogprobs) -> list[float]:
-        return implicit_scores([self.beta * s for s in result.step_sums], self.score)
+        scores = implicit_scores([self.beta * s for s in result.step_sums], self.score)
+        return running_minimum(scores) if self.running_min else scores

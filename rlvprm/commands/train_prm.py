@@ -74,9 +74,6 @@ class PRMTrainingArguments(TrainingArguments):
     lr_scheduler_type: str = dataclasses.field(default="cosine", metadata={"help": "learning-rate schedule (VisualPRM: cosine)"})
     num_train_epochs: float = dataclasses.field(default=1.0, metadata={"help": "epochs over the data (VisualPRM: 1)"})
     logging_steps: float = dataclasses.field(default=10, metadata={"help": "log every N optimiser steps"})
-    # A plain string, so that `--report-to none` stays "none" (the recipe parser reads "none" as None
-    # for optional fields, which TrainingArguments rejects).
-    report_to: str = dataclasses.field(default="none", metadata={"help": "where to log: none, wandb, tensorboard, all"})
     remove_unused_columns: bool = dataclasses.field(
         default=False, metadata={"help": "keep False: the PRM collators build the batches themselves"}
     )
@@ -110,6 +107,7 @@ class TrainPRMConfig:
                                              "the model with its adapters off)")
     implicit_score: Literal["step", "cumulative"] = field(
         "step", help="kind implicit: step score = sigmoid(step reward) or sigmoid(cumulative reward)")
+    implicit_running_min: bool = field(True, help="kind implicit: each step score is the running minimum over steps")
     use_lora: bool = field(False, help="train LoRA adapters (peft) instead of all weights; merged on save")
     lora_r: int = field(16, help="LoRA rank")
     lora_alpha: int = field(32, help="LoRA alpha")
@@ -246,7 +244,7 @@ def main(cfg: TrainPRMConfig, args: PRMTrainingArguments) -> dict:
         model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=[SaveProcessor(processor)],
         kind=cfg.kind, processor=processor, label_loss=cfg.label_loss, aux_lm_weight=cfg.aux_lm_weight,
         good_id=getattr(collator, "good_id", None), bad_id=getattr(collator, "bad_id", None), reference=reference,
-        beta=cfg.beta, implicit_score=cfg.implicit_score, eval_set=eval_set, eval_threshold=cfg.eval_threshold,
+        beta=cfg.beta, implicit_score=cfg.implicit_score, implicit_running_min=cfg.implicit_running_min, eval_set=eval_set, eval_threshold=cfg.eval_threshold,
     )
     result = trainer.train(resume_from_checkpoint=resume_arg(args.resume_from_checkpoint))
     train_seconds = time.perf_counter() - start
@@ -280,8 +278,8 @@ def main(cfg: TrainPRMConfig, args: PRMTrainingArguments) -> dict:
 
             ref = cfg.reference or cfg.init
             ref = str(Path(ref).resolve()) if Path(ref).exists() else ref
-            (out / IMPLICIT_CONFIG).write_text(json.dumps({"reference": ref, "beta": cfg.beta, "score": cfg.implicit_score},
-                                                          indent=1) + "\n")
+            (out / IMPLICIT_CONFIG).write_text(json.dumps({"reference": ref, "beta": cfg.beta, "score": cfg.implicit_score,
+                                                           "running_min": cfg.implicit_running_min}, indent=1) + "\n")
         (out / "train_prm.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
         if skipped:
             with (out / "skipped.jsonl").open("w", encoding="utf-8") as fh:

@@ -74,6 +74,7 @@ class PRMTrainer(Trainer):
         reference=None,
         beta: float = 0.05,
         implicit_score: str = "step",
+        implicit_running_min: bool = True,
         eval_set: EvalSet | None = None,
         eval_threshold: float = 0.5,
         **kwargs,
@@ -87,6 +88,7 @@ class PRMTrainer(Trainer):
         self.reference = reference
         self.beta = beta
         self.implicit_score = implicit_score
+        self.implicit_running_min = implicit_running_min
         self.eval_set = eval_set
         self.eval_threshold = eval_threshold
         self._metrics: dict[str, list[float]] = defaultdict(list)
@@ -176,7 +178,7 @@ class PRMTrainer(Trainer):
         if self.kind == "implicit":
             reference = self.reference if self.reference is not None else AdapterOff(model)
             return ImplicitPRM(model, reference, self.processor, beta=self.beta, score=self.implicit_score,
-                               batch_size=batch)
+                               running_min=self.implicit_running_min, batch_size=batch)
         return ProcessRewardModel(HFBackend(model, self.processor), batch_size=batch)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:

@@ -13,6 +13,7 @@ from rewards.likelihood import (
     encode_solutions,
     implicit_scores,
     likelihood_step_scores,
+    running_minimum,
     solution_logprobs,
     token_logprobs,
 )
@@ -100,7 +101,7 @@ def test_token_logprobs_keep_the_gradient_and_match_the_no_grad_path(policy, ima
 
 def test_implicit_prm_rewards_are_beta_times_the_step_log_ratio(policy, other, images):
     (ref, processor), (trained, _) = policy, other
-    prm = ImplicitPRM(trained, ref, processor, beta=0.1)
+    prm = ImplicitPRM(trained, ref, processor, beta=0.1, running_min=False)
     rewards = prm.step_rewards(QUESTION, [images[0]], SOLUTIONS)
     for sol, got in zip(SOLUTIONS, rewards):
         a = solution_logprobs(trained, processor, QUESTION, [images[0]], [sol])[0].step_sums
@@ -110,8 +111,12 @@ def test_implicit_prm_rewards_are_beta_times_the_step_log_ratio(policy, other, i
     for res, r in zip(scored, rewards):
         assert res.step_scores == pytest.approx(implicit_scores(r, "step"))
         assert res.score == pytest.approx(min(res.step_scores))
-    cumulative = ImplicitPRM(trained, ref, processor, beta=0.1, score="cumulative").score_group(QUESTION, [images[0]], SOLUTIONS)
-    assert cumulative[0].step_scores[-1] == pytest.approx(1 / (1 + math.exp(-sum(rewards[0]))))
+    cumulative = ImplicitPRM(trained, ref, processor, beta=0.1, score="cumulative", running_min=False)
+    last = cumulative.score_group(QUESTION, [images[0]], SOLUTIONS)[0].step_scores[-1]
+    assert last == pytest.approx(1 / (1 + math.exp(-sum(rewards[0]))))
+    running = ImplicitPRM(trained, ref, processor, beta=0.1).score_group(QUESTION, [images[0]], SOLUTIONS)
+    for res, r in zip(running, rewards):
+        assert res.step_scores == pytest.approx(running_minimum(implicit_scores(r, "step")))
 
 
 def test_implicit_prm_against_itself_scores_one_half(policy, images):
