@@ -52,7 +52,7 @@ class DemoConfig:
     eval_prompts: int = field(300, help="prompts the policy is evaluated on")
     k: int = field(8, help="samples per prompt for pass@k and the sample statistics")
     max_new_tokens: int = field(96, help="longest generated solution, in tokens")
-    threads: int = field(0, help="torch CPU threads (0: torch's default)")
+    threads: int = field(1, help="torch CPU threads (0: torch's default). One is the default: a tiny model gains little from more, and on a busy machine two threads per process made sampling five times slower")
     report_to: str = field("none", help="training loggers: none, wandb (offline with WANDB_MODE=offline), tensorboard")
 
     def __post_init__(self) -> None:
