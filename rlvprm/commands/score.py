@@ -79,9 +79,8 @@ def main(cfg: ScoreConfig) -> dict:
         skipped.append({"id": rid, "reason": reason})
 
     bar = tqdm(total=len(todo), desc="score", unit="rec")
-    pending: list[tuple[Record, Group]] = []
 
-    def flush() -> None:
+    def score_chunk(pending: list[tuple[Record, Group]]) -> None:
         if not pending:
             return
         try:
@@ -93,31 +92,37 @@ def main(cfg: ScoreConfig) -> dict:
                 try:
                     results.append(prm.score_groups([g])[0])
                 except InputError as err:
-                    bad(rec.id, f"record {rec.id}: {err}")
+                    if rec.id not in writer.done:
+                        bad(rec.id, f"record {rec.id}: {err}")
+                        bar.update(1)
                     results.append(None)
         for (rec, _), res in zip(pending, results):
-            if res is not None:
+            if res is not None and rec.id not in writer.done:
                 r = res[0]
                 writer.write({"id": rec.id, "step_scores": r.step_scores, "score": r.score, "num_steps": len(r.steps)})
-        bar.update(len(pending))
-        pending.clear()
+                bar.update(1)
 
     try:
-        for line, raw in todo:
-            rid = _id(raw, line)
-            try:
-                rec = parse_record(raw, line, require_response=True)
-                group = Group(rec.question, load_images(rec, image_root), [rec.response])
-                prm.prepare(group)  # raises on a record that cannot become a conversation
-            except (RecordError, ConversationError, ValueError) as err:
-                msg = str(err) if str(err).startswith("record ") else f"record {rid} (line {line}): {err}"
-                bad(rid, msg)
-                bar.update(1)
+        # Batches are fixed slices of the file, and a resumed batch is scored whole again (writing only
+        # its missing records), so a resumed run computes every score exactly as an uninterrupted one.
+        for start in range(0, len(records), cfg.batch_size):
+            chunk = records[start : start + cfg.batch_size]
+            if all(_id(raw, line) in writer.done for line, raw in chunk):
                 continue
-            pending.append((rec, group))
-            if len(pending) >= cfg.batch_size:
-                flush()
-        flush()
+            pending: list[tuple[Record, Group]] = []
+            for line, raw in chunk:
+                rid = _id(raw, line)
+                try:
+                    rec = parse_record(raw, line, require_response=True)
+                    group = Group(rec.question, load_images(rec, image_root), [rec.response])
+                    prm.prepare(group)  # raises on a record that cannot become a conversation
+                except (RecordError, ConversationError, ValueError) as err:
+                    msg = str(err) if str(err).startswith("record ") else f"record {rid} (line {line}): {err}"
+                    bad(rid, msg)
+                    bar.update(1)
+                    continue
+                pending.append((rec, group))
+            score_chunk(pending)
     finally:
         bar.close()
         writer.close()
