@@ -82,15 +82,16 @@ def parse_record(raw: dict[str, Any], line: int, require_response: bool = False)
 
 def load_images(record: Record, image_root: str | Path | None) -> list[Image.Image]:
     """Open the record's images as RGB; a missing or unreadable file raises naming the record."""
-    root = Path(image_root) if image_root else Path(".")
-    out = []
-    for rel in record.image_paths:
-        path = root / rel
-        if not path.exists():
-            raise RecordError(f"record {record.id}: image {path} does not exist")
-        try:
-            with Image.open(path) as im:
-                out.append(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as err:
-            raise RecordError(f"record {record.id}: image {path} cannot be read ({err})") from None
-    return out
+    return [open_image(rel, image_root, record.id) for rel in record.image_paths]
+
+
+def open_image(rel: str | Path, image_root: str | Path | None, record_id: str) -> Image.Image:
+    """One image as RGB, its path relative to ``image_root``; errors name the record."""
+    path = (Path(image_root) if image_root else Path(".")) / rel
+    if not path.exists():
+        raise RecordError(f"record {record_id}: image {path} does not exist")
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError) as err:
+        raise RecordError(f"record {record_id}: image {path} cannot be read ({err})") from None

@@ -27,7 +27,7 @@ import numbers
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -36,6 +36,7 @@ from rewards.likelihood import solution_steps
 from rewards.prompt import build_prompt_messages
 from rewards.steps import join_steps
 from rlvprm.data.jsonl import RecordError, read_jsonl
+from rlvprm.data.records import open_image
 from rlvprm.labeling.formats import PRMRecord
 
 log = logging.getLogger(__name__)
@@ -60,21 +61,10 @@ class Example(NamedTuple):
 
 def open_images(record: PRMRecord | OutcomeRecord, image_root: str | Path | None) -> list[Image.Image]:
     """The record's images as RGB (paths are relative to ``image_root``); errors name the record."""
-    root = Path(image_root) if image_root is not None else Path(".")
-    out = []
-    for image in record.images:
-        if isinstance(image, Image.Image):
-            out.append(image.convert("RGB"))
-            continue
-        path = root / image
-        if not path.exists():
-            raise RecordError(f"record {record.id}: image {path} does not exist")
-        try:
-            with Image.open(path) as im:
-                out.append(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as err:
-            raise RecordError(f"record {record.id}: image {path} cannot be read ({err})") from None
-    return out
+    return [
+        image.convert("RGB") if isinstance(image, Image.Image) else open_image(image, image_root, record.id)
+        for image in record.images
+    ]
 
 
 class RecordDataset(Dataset):
