@@ -25,6 +25,8 @@ _EXPORTS = {
     "Group": "rewards.prm",
     "ScoredSolution": "rewards.prm",
     "load_vlm": "rewards.loading",
+    "PolicyLikelihoodScorer": "rewards.likelihood",
+    "ImplicitPRM": "rewards.likelihood",
 }
 
 __all__ = sorted(_EXPORTS)
