@@ -161,10 +161,20 @@ def read_prm_records(
     ``image_root``, image paths must exist under it. With ``skip_bad``, bad records are appended to
     ``skipped`` as ``{id, reason}`` instead of raising.
     """
+    parse = lambda row, rid, where: parse_prm_row(row, rid, where, threshold)  # noqa: E731
+    yield from checked_records(_rows(source, split), parse, image_root, skip_bad, skipped)
+
+
+def checked_records(rows, parse, image_root=None, skip_bad: bool = False, skipped: list[dict] | None = None):
+    """Parse ``(rid, where, row)`` triples with ``parse``; with ``image_root`` image paths must exist.
+
+    A bad record raises :class:`RecordError` naming it, or with ``skip_bad`` is appended to
+    ``skipped`` as ``{id, reason}`` and left out.
+    """
     root = Path(image_root) if image_root is not None else None
-    for rid, where, row in _rows(source, split):
+    for rid, where, row in rows:
         try:
-            rec = parse_prm_row(row, rid, where, threshold)
+            rec = parse(row, rid, where)
             if root is not None:
                 for image in rec.images:
                     if isinstance(image, str) and not (root / image).exists():

@@ -37,7 +37,7 @@ from rewards.prompt import build_prompt_messages
 from rewards.steps import join_steps
 from rlvprm.data.jsonl import RecordError, read_jsonl
 from rlvprm.data.records import open_image
-from rlvprm.labeling.formats import PRMRecord
+from rlvprm.labeling.formats import PRMRecord, checked_records
 
 log = logging.getLogger(__name__)
 
@@ -171,21 +171,7 @@ def read_outcome_records(
     skipped: list[dict] | None = None,
 ) -> Iterator[OutcomeRecord]:
     """Yield the outcome-labelled records of ``source``; with ``image_root`` images must exist there."""
-    root = Path(image_root) if image_root is not None else None
-    for rid, where, row in iter_rows(source, split):
-        try:
-            rec = parse_outcome_row(row, rid, where)
-            if root is not None:
-                for image in rec.images:
-                    if isinstance(image, str) and not (root / image).exists():
-                        raise RecordError(f"record {rec.id} ({where}): image {root / image} does not exist")
-        except RecordError as err:
-            if not skip_bad:
-                raise RecordError(f"{err} (use --skip-bad to skip and count such records)") from None
-            if skipped is not None:
-                skipped.append({"id": str(row.get("id", rid)), "reason": str(err)})
-            continue
-        yield rec
+    yield from checked_records(iter_rows(source, split), parse_outcome_row, image_root, skip_bad, skipped)
 
 
 def check_lengths(
