@@ -331,7 +331,7 @@ def _sigmoid(x: float) -> float:
 class _LikelihoodScorer:
     """What both scorers share: splitting, grouping, and the ``ProcessRewardModel`` interface."""
 
-    def __init__(self, processor, aggregation: str, max_steps: int | None, batch_size: int):
+    def __init__(self, processor, aggregation: str, max_steps: int | None, batch_size: int, orm: bool = False):
         parse_aggregation(aggregation)  # raises with the valid names
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -339,10 +339,30 @@ class _LikelihoodScorer:
         self.aggregation = aggregation
         self.max_steps = max_steps
         self.batch_size = batch_size
+        self.orm = orm
 
     def split(self, solution: Solution) -> list[Step]:
-        """The steps this scorer scores: a text is split, given steps are kept as given."""
+        """The steps this scorer scores: a text is split, given steps are kept as given.
+
+        ORM mode: the whole solution is one step (for an implicit PRM its score is then the
+        sigmoid of the whole response's reward, PRIME's outcome reward).
+        """
+        if self.orm:
+            text = solution if isinstance(solution, str) else join_steps(list(solution))
+            stripped = text.strip()
+            return [Step(stripped, text.index(stripped), text.index(stripped) + len(stripped))] if stripped else []
         return solution_steps(solution, self.max_steps)[1]
+
+    def prepare(self, group: Group) -> list[tuple[list[Step], str]]:
+        """Steps and policy prompt of every candidate; raises ``ValueError`` on one that cannot be scored."""
+        prompt = render_prompt(self.processor, group.question, len(group.images))
+        out = []
+        for k, solution in enumerate(group.solutions):
+            steps = self.split(solution)
+            if not steps:
+                raise ValueError(f"solution {k} has no steps (empty response)")
+            out.append((steps, prompt))
+        return out
 
     def score_group(self, question: str, images: Sequence[Image.Image], solutions: Sequence[Solution]) -> list[ScoredSolution]:
         """Score every candidate solution of one question."""
@@ -352,9 +372,9 @@ class _LikelihoodScorer:
         """Score many groups (one batched pass per ``batch_size`` solutions of a group)."""
         out = []
         for group in groups:
-            for k, solution in enumerate(group.solutions):
-                if not self.split(solution):
-                    raise ValueError(f"solution {k} has no steps (empty response)")
+            self.prepare(group)  # raises on an empty solution or a placeholder mismatch
+            if self.orm:  # one given step per solution
+                group = Group(group.question, group.images, [[self.split(s)[0].text] for s in group.solutions])
             results = self._step_values(group)
             scored = []
             for r in results:
@@ -395,10 +415,11 @@ class PolicyLikelihoodScorer(_LikelihoodScorer):
         aggregation: str = "min",
         max_steps: int | None = None,
         batch_size: int = 8,
+        orm: bool = False,
     ):
         if kind not in SCORE_KINDS:
             raise ValueError(f"unknown likelihood score {kind!r}; use one of {', '.join(SCORE_KINDS)}")
-        super().__init__(processor, aggregation, max_steps, batch_size)
+        super().__init__(processor, aggregation, max_steps, batch_size, orm)
         self.model = model
         self.kind = kind
         self.running_min = running_min
@@ -446,12 +467,13 @@ class ImplicitPRM(_LikelihoodScorer):
         aggregation: str = "min",
         max_steps: int | None = None,
         batch_size: int = 8,
+        orm: bool = False,
     ):
         if score not in IMPLICIT_SCORES:
             raise ValueError(f"unknown implicit score {score!r}; use one of {', '.join(IMPLICIT_SCORES)}")
         if not beta > 0:
             raise ValueError(f"beta must be > 0, got {beta}")
-        super().__init__(processor, aggregation, max_steps, batch_size)
+        super().__init__(processor, aggregation, max_steps, batch_size, orm)
         self.model = model
         self.reference = reference
         self.beta = beta

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
@@ -183,6 +184,26 @@ class ProcessRewardModel:
                 for row, i in enumerate(idx):
                     probs[i] = p[row, : items[i][0].num_steps].tolist()
         return probs
+
+
+def load_scorer(path_or_id: str, *, orm: bool = False, **kwargs):
+    """Any trained process scorer from a folder or hub id, behind the ``score_groups`` interface.
+
+    A folder written by ``rlvprm train-prm --kind implicit`` (it holds ``implicit_prm.json``) gives
+    a ``rewards.likelihood.ImplicitPRM`` (``backend`` and ``max_length`` do not apply to it: it
+    scores in the policy prompt format, and ``trust_remote_code``, ``dtype``, ``device``,
+    ``max_steps``, ``aggregation``, ``batch_size`` and ``orm`` pass through); anything else a
+    :class:`ProcessRewardModel` (``rlvprm train-prm --kind prm``, VisualPRM-8B). ``orm=True``
+    scores each whole response as one step.
+    """
+    from rewards.likelihood import IMPLICIT_CONFIG, ImplicitPRM
+
+    if (Path(path_or_id) / IMPLICIT_CONFIG).is_file():
+        kwargs.pop("backend", None)
+        if kwargs.pop("max_length", None) is not None:
+            raise ValueError(f"{path_or_id} is an implicit PRM, which has no max_length option; leave it unset")
+        return ImplicitPRM.from_pretrained(path_or_id, orm=orm, **kwargs)
+    return ProcessRewardModel.from_pretrained(path_or_id, orm=orm, **kwargs)
 
 
 def given_steps(steps: Sequence[str]) -> list[Step]:

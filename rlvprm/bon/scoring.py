@@ -6,8 +6,9 @@
      "orm_scores": [score per candidate] (with --orm), "unscored": [candidate indices]}
 
 Step scores are stored, not response scores, so every aggregation is derived later without
-rescoring. The PRM is ``rewards.ProcessRewardModel`` (``score_groups``: the candidates of a chunk
-of prompts are batched together); the ORM is the same class with ``orm=True``. ``--prm
+rescoring. The PRM is any scorer ``rewards.load_scorer`` loads (a ``ProcessRewardModel``, or an
+implicit PRM from ``rlvprm train-prm --kind implicit``; ``score_groups``: the candidates of a chunk
+of prompts are batched together); the ORM is the same with ``orm=True`` (one step per response). ``--prm
 likelihood`` writes the policy's own step probabilities (``policy_likelihood.likelihood_step_scores``
 with the running minimum, from the log-probabilities stage 1 saved) into the same field, so every
 later step treats them as any PRM's.
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING
 from tqdm.auto import tqdm
 
 from rewards.backends.base import InputError
-from rewards.prm import Group, ProcessRewardModel
+from rewards.prm import Group, load_scorer
 from rlvprm.bon.candidates import chunks
 from rlvprm.data.jsonl import RecordError, ResumableWriter, read_jsonl
 from rlvprm.data.records import load_images
@@ -95,15 +96,15 @@ def score_candidates(
     return len(todo)
 
 
-def _load(cfg: "BonConfig", path: str, orm: bool) -> ProcessRewardModel:
-    return ProcessRewardModel.from_pretrained(
+def _load(cfg: "BonConfig", path: str, orm: bool):
+    return load_scorer(
         path, backend=cfg.prm_backend, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code,
         max_length=cfg.max_length, max_steps=cfg.max_steps, batch_size=cfg.prm_batch_size, orm=orm,
     )
 
 
 def score_with(
-    model: ProcessRewardModel, groups: list[Group], chunk: list["BonPrompt"], skips: "Skips"
+    model, groups: list[Group], chunk: list["BonPrompt"], skips: "Skips"
 ) -> list[list[list[float] | None]]:
     """Step scores per prompt per candidate; ``[]`` for a candidate without steps, None if unscorable.
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from rewards.aggregate import parse_aggregation
 from rewards.backends.base import InputError
 from rewards.conversation import ConversationError
-from rewards.prm import Group, ProcessRewardModel
+from rewards.prm import Group, load_scorer
 from rlvprm.config import field
 from rlvprm.data.jsonl import RecordError, ResumableWriter, read_jsonl
 from rlvprm.data.records import Record, load_images, parse_record
@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ScoreConfig:
-    model: str = field(help="PRM: a local folder or a hub id")
+    model: str = field(help="PRM: a local folder or a hub id; a VisualPRM-style PRM, or an implicit PRM "
+                       "(`rlvprm train-prm --kind implicit`)")
     data: str = field(help="jsonl of VisualProcessBench records or prompt records with a 'response'")
     out: str = field(help="output jsonl (one line per record); an existing file is resumed")
     image_root: str | None = field(None, help="folder that image paths are relative to (default: the data file's folder)")
@@ -58,7 +59,7 @@ class ScoreConfig:
 
 def main(cfg: ScoreConfig) -> dict:
     image_root = cfg.image_root or str(Path(cfg.data).parent)
-    prm = ProcessRewardModel.from_pretrained(
+    prm = load_scorer(
         cfg.model, backend=cfg.backend, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code,
         max_length=cfg.max_length, max_steps=cfg.max_steps, aggregation=cfg.aggregate, batch_size=cfg.batch_size,
         orm=cfg.orm,

@@ -4,16 +4,17 @@ A scorer takes rollouts (the prompt row, its images, the completion text) and re
 steps it scored (``rewards.steps.Step``, with character spans into the text) and one score per step
 in [0, 1], or ``None`` when it could not score that completion. Two implementations:
 
-- :class:`PRMScorer`: a ``rewards.prm.ProcessRewardModel`` (rlvprm's own PRMs, or the released
-  VisualPRM checkpoints), the one scoring path that Best-of-N and evaluation use too. It is prepared
+- :class:`PRMScorer`: any scorer ``rewards.load_scorer`` loads (a ``ProcessRewardModel``: rlvprm's
+  own PRMs or the released VisualPRM checkpoints; or an implicit PRM, ``rlvprm train-prm --kind
+  implicit``), the one scoring path that Best-of-N and evaluation use too. Its models are prepared
   the way TRL prepares reward models: eval mode, no gradients, placed on the training device, and
   sharded by DeepSpeed under ZeRO-3.
 - :class:`OracleScorer`: the visual-arith world's exact checker (``rlvprm.world.check``), 1 for a
   correct step and 0 for a wrong one: a perfect PRM, so that the value of dense credit can be
   measured apart from the quality of a trained PRM.
 
-Left out: likelihood-based scorers (the policy's own step probability, implicit PRMs); they fit the
-same interface.
+Left out: the policy's own step probability as the step score (it would score the policy with
+itself, a moving target).
 
 Under ZeRO-3 every process must run the same number of PRM forward passes (each pass gathers the
 sharded weights together). The PRM scorer then scores all its completions in one batch and scores a
@@ -150,19 +151,24 @@ class PRMScorer:
         return out
 
     def prepare(self, accelerator, deepspeed: bool) -> None:
-        """Prepare the PRM's model as TRL prepares reward models (eval mode, no grad, sharded under ZeRO-3)."""
-        backend = self.prm.backend
-        model = backend.model
-        model.eval()
-        model.requires_grad_(False)
-        if deepspeed:
-            from trl.models import prepare_deepspeed
+        """Prepare the PRM's models as TRL prepares reward models (eval mode, no grad, sharded under ZeRO-3).
 
-            backend.model = prepare_deepspeed(model, accelerator)
-            stage = accelerator.state.deepspeed_plugin.zero_stage
-            self.one_batch = stage == 3
-        else:
-            backend.model = accelerator.prepare_model(model, evaluation_mode=True, device_placement=True)
+        A ``ProcessRewardModel`` keeps its model on its backend; an implicit PRM has a model and a reference.
+        """
+        holder = getattr(self.prm, "backend", self.prm)
+        for name in ("model", "reference"):
+            model = getattr(holder, name, None)
+            if model is None:
+                continue
+            model.eval()
+            model.requires_grad_(False)
+            if deepspeed:
+                from trl.models import prepare_deepspeed
+
+                setattr(holder, name, prepare_deepspeed(model, accelerator))
+                self.one_batch = accelerator.state.deepspeed_plugin.zero_stage == 3
+            else:
+                setattr(holder, name, accelerator.prepare_model(model, evaluation_mode=True, device_placement=True))
 
 
 def load_scorer(
@@ -177,7 +183,7 @@ def load_scorer(
     trust_remote_code: bool = False,
     device: str = "cpu",
 ) -> StepScorer:
-    """``"oracle"`` for :class:`OracleScorer`, else a PRM folder or hub id for :class:`PRMScorer`.
+    """``"oracle"`` for :class:`OracleScorer`, else a PRM folder or hub id (``rewards.load_scorer``) for :class:`PRMScorer`.
 
     Load the PRM on this process's training device (``GRPOConfig.device``): under ZeRO-3 with
     ``zero3_init_flag`` transformers already shards it while loading, as it does TRL's reward
@@ -185,9 +191,9 @@ def load_scorer(
     """
     if prm == "oracle":
         return OracleScorer()
-    from rewards.prm import ProcessRewardModel
+    from rewards.prm import load_scorer as load_prm
 
-    model = ProcessRewardModel.from_pretrained(
+    model = load_prm(
         prm, backend=backend, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
         max_length=max_length, max_steps=max_steps, aggregation=aggregation, batch_size=batch_size,
     )

@@ -2,6 +2,7 @@
 
 import doctest
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -44,10 +45,14 @@ def policy(tiny_models):
 
 
 @pytest.fixture(scope="module")
-def other(tmp_path_factory):
+def other_path(tmp_path_factory):
     """A second model with the same tokenizer and processor but other weights (a 'trained' model)."""
-    path = build_tiny_model("qwen2-vl", tmp_path_factory.mktemp("other"), seed=1)
-    return load_vlm(str(path))
+    return str(build_tiny_model("qwen2-vl", tmp_path_factory.mktemp("other"), seed=1))
+
+
+@pytest.fixture(scope="module")
+def other(other_path):
+    return load_vlm(other_path)
 
 
 def test_docstring_examples_hold():
@@ -123,6 +128,42 @@ def test_implicit_prm_against_itself_scores_one_half(policy, images):
     model, processor = policy
     scored = ImplicitPRM(model, model, processor).score_group(QUESTION, [images[0]], SOLUTIONS + [GIVEN])
     assert all(s == pytest.approx(0.5) for r in scored for s in r.step_scores)
+
+
+def test_orm_mode_scores_the_whole_response_as_one_step(policy, other, images):
+    (ref, processor), (trained, _) = policy, other
+    rewards = ImplicitPRM(trained, ref, processor, beta=0.1).step_rewards(QUESTION, [images[0]], SOLUTIONS)
+    orm = ImplicitPRM(trained, ref, processor, beta=0.1, orm=True)
+    scored = orm.score_group(QUESTION, [images[0]], SOLUTIONS + [GIVEN])
+    for res, sol, r in zip(scored, SOLUTIONS, rewards):
+        assert [st.text for st in res.steps] == [sol]
+        # PRIME: the whole response's implicit reward is the outcome reward.
+        assert res.step_scores == pytest.approx([1 / (1 + math.exp(-sum(r)))], abs=1e-4)
+        assert res.score == res.step_scores[0]
+    assert [st.text for st in scored[2].steps] == ["\n\n".join(GIVEN)]
+    with pytest.raises(ValueError, match="no steps"):
+        orm.score_group(QUESTION, [images[0]], ["  "])
+
+
+def test_load_scorer_picks_the_scorer_from_the_folder(tiny_models, other_path, images):
+    import json
+
+    from rewards import load_scorer
+    from rewards.prm import ProcessRewardModel
+
+    assert isinstance(load_scorer(tiny_models("qwen2-vl"), device="cpu"), ProcessRewardModel)
+    (Path(other_path) / "implicit_prm.json").write_text(json.dumps(
+        {"reference": tiny_models("qwen2-vl"), "beta": 0.1, "score": "step", "running_min": False}))
+    prm = load_scorer(other_path, device="cpu", dtype="float32", aggregation="mean", backend="auto")
+    assert isinstance(prm, ImplicitPRM) and prm.beta == 0.1 and prm.aggregation == "mean" and not prm.orm
+    assert load_scorer(other_path, device="cpu", orm=True).orm
+    got = prm.score_group(QUESTION, [images[0]], SOLUTIONS[:1])[0].step_scores
+    trained, ref = load_vlm(other_path)[0], load_vlm(tiny_models("qwen2-vl"))
+    want = ImplicitPRM(trained, ref[0], ref[1], beta=0.1, running_min=False).score_group(
+        QUESTION, [images[0]], SOLUTIONS[:1])[0].step_scores
+    assert got == pytest.approx(want)
+    with pytest.raises(ValueError, match="max_length"):
+        load_scorer(other_path, device="cpu", max_length=512)
 
 
 def test_implicit_prm_needs_its_config_file(tiny_models):

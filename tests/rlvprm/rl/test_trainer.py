@@ -134,6 +134,29 @@ def test_trainer_with_a_real_prm_on_text_only_prompts(tiny_models, tmp_path):
     assert 0 <= log["prm/step_score_mean"] <= 1
 
 
+def test_trainer_with_an_implicit_prm_on_image_prompts(tiny_models, world, tmp_path):
+    from rewards import ImplicitPRM, load_scorer
+    from rlvprm.models.tiny import build_tiny_model
+
+    policy = tiny_models("qwen2-vl")
+    folder = build_tiny_model("qwen2-vl", tmp_path / "implicit", seed=1)
+    (folder / "implicit_prm.json").write_text(json.dumps({"reference": policy, "beta": 0.5}))
+    prm = load_scorer(str(folder), device="cpu", batch_size=4)
+    assert isinstance(prm, ImplicitPRM)
+    trainer = ProcessRewardGRPOTrainer(
+        policy, PRMScorer(prm), CreditSettings(method="process", outcome_weight=1.0),
+        grpo_args(tmp_path, max_steps=1, beta=0.0), train_dataset=load_prompt_dataset(world.prompts),
+        processing_class=load_processor(policy),
+    )
+    for model in (prm.model, prm.reference):
+        assert not model.training and not any(p.requires_grad for p in model.parameters())
+    trainer.train()
+    log = next(h for h in trainer.state.log_history if "loss" in h)
+    assert math.isfinite(log["loss"]) and log["prm/unscored"] < 1
+    # Other weights than the reference: the implicit step scores are not all one half.
+    assert 0 <= log["prm/step_score_mean"] <= 1 and log["prm/step_score_mean"] != pytest.approx(0.5, abs=1e-3)
+
+
 def test_outcome_credit_reproduces_trl_advantages(tiny_models, world, tmp_path):
     """With credit 'outcome' the per-token advantages are TRL's own (B,) advantages on every token:
     rows, groups and normalisation line up with TRL's batch."""
