@@ -189,7 +189,8 @@ class ProcessRewardModel:
 def load_scorer(path_or_id: str, *, orm: bool = False, **kwargs):
     """Any trained process scorer from a folder or hub id, behind the ``score_groups`` interface.
 
-    A folder written by ``rlvprm train-prm --kind implicit`` (it holds ``implicit_prm.json``) gives
+    A folder written by ``rlvprm train-prm --kind stacked`` (``stacked_scorer.json``) gives a
+    ``rewards.stacked.StackedScorer``; one written by ``--kind implicit`` (``implicit_prm.json``) gives
     a ``rewards.likelihood.ImplicitPRM`` (``backend`` and ``max_length`` do not apply to it: it
     scores in the policy prompt format, and ``trust_remote_code``, ``dtype``, ``device``,
     ``max_steps``, ``aggregation``, ``batch_size`` and ``orm`` pass through); anything else a
@@ -197,7 +198,15 @@ def load_scorer(path_or_id: str, *, orm: bool = False, **kwargs):
     scores each whole response as one step.
     """
     from rewards.likelihood import IMPLICIT_CONFIG, ImplicitPRM
+    from rewards.stacked import STACKED_CONFIG, StackedScorer
 
+    if (Path(path_or_id) / STACKED_CONFIG).is_file():
+        if orm:
+            raise ValueError(f"{path_or_id} is a stacked scorer, which has no ORM mode")
+        kwargs.pop("backend", None)
+        if kwargs.pop("max_length", None) is not None:
+            raise ValueError(f"{path_or_id} is a stacked scorer, which has no max_length option; leave it unset")
+        return StackedScorer.from_pretrained(path_or_id, **kwargs)
     if (Path(path_or_id) / IMPLICIT_CONFIG).is_file():
         kwargs.pop("backend", None)
         if kwargs.pop("max_length", None) is not None:

@@ -17,7 +17,9 @@ under ``accelerate launch`` on many GPUs (``recipes/launch/``).
 ``ProcessRewardModel`` reads; the loss is only on the label tokens (``--label-loss full_vocab``,
 the default, or ``two_way``; ``rlvprm.prm_training.losses``). ``implicit``: a PRIME-style implicit
 PRM from outcome labels only (``rewards.likelihood.ImplicitPRM``), against the frozen ``--reference``
-(default: ``--init``).
+(default: ``--init``). ``stacked``: no gradient training; a logistic combination of scorers (trained
+PRMs, implicit PRMs, the policy's likelihood) fitted on step labels (``rlvprm.prm_training.stacked``,
+``rewards.stacked``): the ``+``/``-`` PRM with a likelihood feature.
 
 **Output.** ``output_dir`` receives a model that loads straight into
 ``rewards.ProcessRewardModel.from_pretrained`` (``kind=prm``; LoRA adapters merged) or
@@ -86,11 +88,14 @@ DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up
 
 @dataclass
 class TrainPRMConfig:
-    init: str = field(help="model to start from: any image-text-to-text folder or hub id, e.g. the trained policy")
     data: str = field(help="training data: Raw or conversation jsonl (kind prm), outcome-labelled jsonl (kind implicit); "
                            "a file, a folder of them, or a hub dataset id")
-    kind: Literal["prm", "implicit"] = field("prm", help="prm: VisualPRM-style +/- PRM from step labels; "
-                                                         "implicit: PRIME-style implicit PRM from outcome labels")
+    init: str | None = field(None, help="model to start from: any image-text-to-text folder or hub id, e.g. the trained "
+                                        "policy (kinds prm and implicit)")
+    kind: Literal["prm", "implicit", "stacked"] = field(
+        "prm", help="prm: VisualPRM-style +/- PRM from step labels; implicit: PRIME-style implicit PRM from outcome "
+                    "labels; stacked: a logistic combination of trained scorers and the policy's likelihood, fitted "
+                    "on step labels (rewards.stacked)")
     image_root: str | None = field(None, help="folder image paths are relative to (default: the data file's folder)")
     hub_split: str = field("train", help="split to read when --data is a hub dataset id")
     threshold: float = field(0.0, help="kind prm, Raw records: a step is '+' iff its MC score is above this")
@@ -108,6 +113,9 @@ class TrainPRMConfig:
     implicit_score: Literal["step", "cumulative"] = field(
         "step", help="kind implicit: step score = sigmoid(step reward) or sigmoid(cumulative reward)")
     implicit_running_min: bool = field(True, help="kind implicit: each step score is the running minimum over steps")
+    components: list[str] = field([], help="kind stacked, comma-separated (a list in a recipe): NAME=scorer:PATH (any PRM or implicit PRM) or "
+                                           "NAME=likelihood:POLICY (the policy's own step probability), one or more")
+    stacked_l2: float = field(1e-4, help="kind stacked: L2 penalty on the combination weights")
     use_lora: bool = field(False, help="train LoRA adapters (peft) instead of all weights; merged on save")
     lora_r: int = field(16, help="LoRA rank")
     lora_alpha: int = field(32, help="LoRA alpha")
@@ -126,6 +134,14 @@ class TrainPRMConfig:
     threads: int = field(0, help="torch CPU threads (0: torch's default)")
 
     def __post_init__(self) -> None:
+        if self.kind != "stacked" and not self.init:
+            raise ValueError(f"kind {self.kind!r} needs --init (the model to start from)")
+        if self.kind == "stacked" and not self.components:
+            raise ValueError("kind 'stacked' needs --components NAME=scorer:PATH or NAME=likelihood:POLICY")
+        if self.kind != "stacked" and self.components:
+            raise ValueError("components apply to kind 'stacked' only")
+        if self.stacked_l2 < 0:
+            raise ValueError("stacked_l2 must be >= 0")
         if self.kind == "implicit" and (self.labels_in_input or self.aux_lm_weight):
             raise ValueError("labels_in_input and aux_lm_weight apply to kind 'prm', not 'implicit'")
         if self.kind == "prm" and self.reference is not None:
@@ -165,7 +181,7 @@ def load_records(cfg: TrainPRMConfig, skipped: list[dict]) -> tuple[list, str | 
     from rlvprm.prm_training.data import default_image_root, read_outcome_records
 
     root = default_image_root(cfg.data, cfg.image_root)
-    if cfg.kind == "prm":
+    if cfg.kind in ("prm", "stacked"):
         records = read_prm_records(cfg.data, cfg.threshold, cfg.hub_split, root, cfg.skip_bad, skipped)
     else:
         records = read_outcome_records(cfg.data, root, cfg.hub_split, cfg.skip_bad, skipped)
@@ -176,8 +192,8 @@ def load_records(cfg: TrainPRMConfig, skipped: list[dict]) -> tuple[list, str | 
 
 
 def label_counts(cfg: TrainPRMConfig, records: list) -> dict:
-    """Steps and the label prior (kind prm) or outcome balance (kind implicit)."""
-    if cfg.kind == "prm":
+    """Steps and the label prior (kinds prm, stacked) or outcome balance (kind implicit)."""
+    if cfg.kind in ("prm", "stacked"):
         labels = [x for r in records for x in r.labels]
         bad = labels.count("-") / len(labels)
         entropy = -sum(p * math.log(p) for p in (bad, 1 - bad) if p > 0)
@@ -209,6 +225,10 @@ def main(cfg: TrainPRMConfig, args: PRMTrainingArguments) -> dict:
     records, image_root = load_records(cfg, skipped)
     counts = label_counts(cfg, records)
     log.info("%d training records (%s), %d skipped", len(records), counts, len(skipped))
+    if cfg.kind == "stacked":
+        from rlvprm.prm_training.stacked import fit_stacked
+
+        return fit_stacked(cfg, args, records, image_root, counts, skipped)
 
     set_seed(args.seed)  # LoRA adapters are initialised at random
     dtype = resolve_dtype(cfg.dtype, args.device)

@@ -155,11 +155,7 @@ class PRMScorer:
 
         A ``ProcessRewardModel`` keeps its model on its backend; an implicit PRM has a model and a reference.
         """
-        holder = getattr(self.prm, "backend", self.prm)
-        for name in ("model", "reference"):
-            model = getattr(holder, name, None)
-            if model is None:
-                continue
+        for holder, name, model in _models(self.prm):
             model.eval()
             model.requires_grad_(False)
             if deepspeed:
@@ -169,6 +165,14 @@ class PRMScorer:
                 self.one_batch = accelerator.state.deepspeed_plugin.zero_stage == 3
             else:
                 setattr(holder, name, accelerator.prepare_model(model, evaluation_mode=True, device_placement=True))
+
+
+def _models(prm) -> list[tuple[object, str, object]]:
+    """``(holder, attribute, module)`` of every model a scorer runs (a stacked scorer: its components')."""
+    if hasattr(prm, "components"):
+        return [m for c in prm.components for m in _models(c)]
+    holder = getattr(prm, "backend", prm)
+    return [(holder, name, getattr(holder, name)) for name in ("model", "reference") if getattr(holder, name, None) is not None]
 
 
 def load_scorer(

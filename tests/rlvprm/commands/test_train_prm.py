@@ -1,6 +1,7 @@
 """`rlvprm train-prm` end to end on a tiny Qwen2-VL: full and LoRA runs, resume, implicit PRM, bad input."""
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -174,7 +175,34 @@ def test_implicit_prm_trains_from_outcomes_and_scores(tiny_models, data, tmp_pat
     assert any(abs(s - 0.5) > 1e-4 for r in scored for s in r.step_scores)  # moved away from its reference
 
 
+def test_stacked_scorer_is_fitted_saved_and_loaded(tiny_models, data, tmp_path):
+    from rewards import load_scorer
+    from rewards.stacked import StackedScorer, combine
+
+    policy = tiny_models("qwen2-vl")
+    out = tmp_path / "stacked"
+    argv = ["--kind", "stacked", "--components", f"prm=scorer:{policy},lik=likelihood:{policy}",
+            "--data", str(data), "--output-dir", str(out), "--use-cpu", "true", "--disable-tqdm", "true",
+            "--eval-data", str(SAMPLE_VPB)]
+    summary = main(*parse([TrainPRMConfig, PRMTrainingArguments], argv, command="train-prm"))
+    assert summary["train_steps"] == 24 and summary["wrong_step_share"] == 0.5
+    assert len(summary["weights"]) == 2 and all(math.isfinite(w) for w in summary["weights"])
+    assert set(summary["component_evals"]) == {"stacked", "prm", "lik"}
+    assert "eval_macro_f1" in summary["final_eval"]
+    scorer = load_scorer(str(out), device="cpu", dtype="float32")
+    assert isinstance(scorer, StackedScorer) and scorer.weights == summary["weights"]
+    image = [Image.new("RGB", (56, 28), "white")]
+    steps = ["The numbers are 1 and 2.", "1 + 2 = 3."]
+    parts = [c.score_group(QUESTION, image, [steps])[0].step_scores for c in scorer.components]
+    got = scorer.score_group(QUESTION, image, [steps])[0].step_scores
+    assert got == pytest.approx(combine(parts, summary["weights"], summary["bias"]))
+
+
 def test_cli_and_config_errors(tiny_models, data, tmp_path, capsys):
+    assert cli(["train-prm", "--data", "y", "--kind", "stacked"]) == 2
+    assert "needs --components" in capsys.readouterr().err
+    assert cli(["train-prm", "--data", "y"]) == 2
+    assert "needs --init" in capsys.readouterr().err
     assert cli(["train-prm", "--init", "x", "--data", "y", "--kind", "implicit", "--aux-lm-weight", "1"]) == 2
     assert "apply to kind 'prm'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="unknown key"):
