@@ -18,8 +18,11 @@ that does not match the question's ``<image>`` placeholders, an image file that 
 raises :class:`RecordError` naming it, or with ``skip_bad`` is counted and passed over. Labels are
 never shifted to fit.
 
-Left out: VisualProcessBench rows (``rlvprm eval-vpb`` reads those), and images stored inside hub
-rows when converting (conversion writes paths).
+:func:`read_prm_records` also reads **VisualProcessBench** rows (``response.steps`` with
+``process_correctness``: 1 is ``+``, -1 is ``-``; a neutral 0 has no label and is an error), so an
+exact-label set (the visual-arith world's ``vpb_test.jsonl``) trains or fits a scorer directly.
+
+Left out: images stored inside hub rows when converting (conversion writes paths).
 """
 
 from __future__ import annotations
@@ -137,14 +140,31 @@ def parse_prm_row(row: dict[str, Any], rid: str, where: str, threshold: float = 
                     raise RecordError(f"step {i + 1} has no numeric 'score' (got {score!r})")
                 steps.append(entry["step"])
                 labels.append(step_label(float(score), threshold))
+        elif isinstance(row.get("response"), dict) and "process_correctness" in row["response"]:
+            question = row.get("question")
+            if not isinstance(question, str):
+                raise RecordError("no question")
+            steps, labels = row["response"].get("steps"), row["response"]["process_correctness"]
+            if not isinstance(steps, list) or not isinstance(labels, list) or len(steps) != len(labels):
+                raise RecordError(f"response.steps and process_correctness must be lists of one length "
+                                  f"(got {_length(steps)} steps, {_length(labels)} labels)")
+            if any(x not in (1, -1) for x in labels):
+                bad = next(i for i, x in enumerate(labels) if x not in (1, -1))
+                raise RecordError(f"step {bad + 1} is labelled {labels[bad]!r}: only 1 and -1 train (a neutral 0 "
+                                  "has no +/- label)")
+            labels = ["+" if x == 1 else "-" for x in labels]
         else:
-            raise RecordError("neither 'conversations' (VisualPRM400K) nor 'steps_with_score' "
-                              "(VisualPRM400K-Raw)")
+            raise RecordError("neither 'conversations' (VisualPRM400K), 'steps_with_score' (VisualPRM400K-Raw) "
+                              "nor response.process_correctness (VisualProcessBench)")
         # The builder rejects no steps, empty steps and image-count mismatches.
         build_conversation(question, steps, num_images=len(images), labels=labels)
     except (RecordError, ConversationError) as err:
         raise RecordError(f"{name}: {err}") from None
     return PRMRecord(rid, images, question, steps, labels)
+
+
+def _length(x) -> str:
+    return str(len(x)) if isinstance(x, list) else "no list"
 
 
 def read_prm_records(

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -151,6 +150,24 @@ def write_world(
     return WorldFiles(out_dir, manifest, paths["prompts"], paths["vpb"], paths["sft"])
 
 
-if __name__ == "__main__":
-    files = write_world(sys.argv[1] if len(sys.argv) > 1 else "visual_arith_world")
+def main(argv: list[str] | None = None) -> WorldFiles:
+    """``python -m rlvprm.world.write OUT [--seed S] [--num-prompts N] [--num-vpb N] [--num-sft N]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m rlvprm.world.write",
+                                     description="Write a visual-arith world folder (prompts, VisualProcessBench "
+                                                 "set with exact labels, SFT set, images); byte-reproducible per seed.")
+    parser.add_argument("out", help="folder to write (created if missing)")
+    parser.add_argument("--seed", type=int, default=0, help="world seed (default 0); another seed gives other images")
+    parser.add_argument("--num-prompts", type=int, default=1000, help="prompt records (default 1000)")
+    parser.add_argument("--num-vpb", type=int, default=500, help="VisualProcessBench-format records (default 500)")
+    parser.add_argument("--num-sft", type=int, default=5000, help="SFT records (default 5000)")
+    args = parser.parse_args(argv)
+    files = write_world(args.out, seed=args.seed, num_prompts=args.num_prompts, num_vpb=args.num_vpb,
+                        num_sft=args.num_sft)
     print(files.root)
+    return files
+
+
+if __name__ == "__main__":
+    main()

@@ -104,7 +104,19 @@ BAD = {
     "label not +/-": ({"id": "e", "image": "a.png", "conversations": [
         {"from": "human", "value": "### Question:\n<image>\nQ\n\n### Solution Process:\nA"},
         {"from": "gpt", "value": "yes"}]}, "neither"),
+    "VPB neutral step": ({"id": "e", "image": "a.png", "question": "<image>\nQ",
+                          "response": {"steps": ["a", "b"], "process_correctness": [1, 0]}}, "neutral"),
+    "VPB label count": ({"id": "e", "image": "a.png", "question": "<image>\nQ",
+                         "response": {"steps": ["a", "b"], "process_correctness": [1]}}, "2 steps, 1 labels"),
 }
+
+
+def test_visualprocessbench_rows_read_with_their_labels(tmp_path):
+    row = {"id": "v", "image": "a.png", "question": "<image>\nQ",
+           "response": {"steps": ["a", "b", "c"], "process_correctness": [1, -1, -1]}}
+    (rec,) = read_prm_records(write(tmp_path / "vpb.jsonl", [row]))
+    assert (rec.id, rec.images, rec.question, rec.steps, rec.labels) == (
+        "v", ["a.png"], "<image>\nQ", ["a", "b", "c"], ["+", "-", "-"])
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

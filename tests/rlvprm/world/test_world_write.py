@@ -76,3 +76,12 @@ def test_same_seed_same_bytes_and_prefix_stable(tmp_path):
     assert a["prompts.jsonl"] != c["prompts.jsonl"]
     small = write_set(tmp_path / "small", "vpb", seed=1, num=3, progress=False)
     assert small.read_text().splitlines() == a["vpb_test.jsonl"].decode().splitlines()[:3]
+
+
+def test_command_line_writes_a_small_world(tmp_path):
+    from rlvprm.world.write import main
+
+    files = main([str(tmp_path / "w"), "--seed", "3", "--num-prompts", "2", "--num-vpb", "3", "--num-sft", "0"])
+    assert len(files.prompts.read_text().splitlines()) == 2
+    assert len(files.vpb.read_text().splitlines()) == 3
+    assert files.sft.read_text() == ""
