@@ -113,6 +113,8 @@ class TrainPRMConfig:
     implicit_score: Literal["step", "cumulative"] = field(
         "step", help="kind implicit: step score = sigmoid(step reward) or sigmoid(cumulative reward)")
     implicit_running_min: bool = field(True, help="kind implicit: each step score is the running minimum over steps")
+    balance_outcomes: bool = field(False, help="kind implicit: keep as many wrong-outcome as right-outcome records "
+                                               "(the larger class down-sampled at random, seeded by --seed)")
     components: list[str] = field([], help="kind stacked, comma-separated (a list in a recipe): NAME=scorer:PATH (any PRM or implicit PRM) or "
                                            "NAME=likelihood:POLICY (the policy's own step probability), one or more")
     stacked_l2: float = field(1e-4, help="kind stacked: L2 penalty on the combination weights")
@@ -142,6 +144,8 @@ class TrainPRMConfig:
             raise ValueError("components apply to kind 'stacked' only")
         if self.stacked_l2 < 0:
             raise ValueError("stacked_l2 must be >= 0")
+        if self.balance_outcomes and self.kind != "implicit":
+            raise ValueError("balance_outcomes applies to kind 'implicit' only")
         if self.kind == "implicit" and (self.labels_in_input or self.aux_lm_weight):
             raise ValueError("labels_in_input and aux_lm_weight apply to kind 'prm', not 'implicit'")
         if self.kind == "prm" and self.reference is not None:
@@ -175,7 +179,7 @@ class SaveProcessor(TrainerCallback):
             save_processor(self.processor, Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
 
-def load_records(cfg: TrainPRMConfig, skipped: list[dict]) -> tuple[list, str | None]:
+def load_records(cfg: TrainPRMConfig, skipped: list[dict], seed: int = 0) -> tuple[list, str | None]:
     """The training records of ``cfg.data`` and the image root their paths are relative to."""
     from rlvprm.labeling.formats import read_prm_records
     from rlvprm.prm_training.data import default_image_root, read_outcome_records
@@ -188,7 +192,23 @@ def load_records(cfg: TrainPRMConfig, skipped: list[dict]) -> tuple[list, str | 
     records = list(itertools.islice(records, cfg.limit))
     if not records:
         raise ValueError(f"{cfg.data}: no usable training records" + (f" ({len(skipped)} skipped)" if skipped else ""))
+    if cfg.balance_outcomes:
+        records = balance_outcomes(records, seed)
     return records, root
+
+
+def balance_outcomes(records: list, seed: int) -> list:
+    """As many right-outcome as wrong-outcome records: the larger class down-sampled at random, order kept."""
+    import random
+
+    right = [i for i, r in enumerate(records) if r.outcome]
+    wrong = [i for i, r in enumerate(records) if not r.outcome]
+    if not right or not wrong:
+        raise ValueError(f"balance_outcomes: every record has the same outcome ({len(records)} records)")
+    small, large = sorted((right, wrong), key=len)
+    keep = set(small) | set(random.Random(seed).sample(large, len(small)))
+    log.info("balance_outcomes: %d right, %d wrong -> %d of each", len(right), len(wrong), len(small))
+    return [r for i, r in enumerate(records) if i in keep]
 
 
 def label_counts(cfg: TrainPRMConfig, records: list) -> dict:
@@ -222,7 +242,7 @@ def main(cfg: TrainPRMConfig, args: PRMTrainingArguments) -> dict:
         raise ValueError(f"eval_strategy is {args.eval_strategy!r} but no --eval-data was given")
     start = time.perf_counter()
     skipped: list[dict] = []
-    records, image_root = load_records(cfg, skipped)
+    records, image_root = load_records(cfg, skipped, args.seed)
     counts = label_counts(cfg, records)
     log.info("%d training records (%s), %d skipped", len(records), counts, len(skipped))
     if cfg.kind == "stacked":

@@ -214,3 +214,21 @@ def test_cli_and_config_errors(tiny_models, data, tmp_path, capsys):
     assert args.lr_scheduler_type == "cosine" and cfg.label_loss == "full_vocab" and not cfg.labels_in_input
     with pytest.raises(ValueError, match="no --eval-data"):
         run(tiny_models("qwen2-vl"), data, tmp_path / "o", "--eval-strategy", "steps", "--max-steps", "1")
+
+
+def test_balance_outcomes_down_samples_the_larger_class():
+    from collections import namedtuple
+
+    from rlvprm.commands.train_prm import balance_outcomes
+
+    Rec = namedtuple("Rec", "id outcome")
+    records = [Rec("a", True), Rec("b", False), Rec("c", True), Rec("d", True), Rec("e", False)]
+    kept = balance_outcomes(records, seed=0)
+    assert [r.outcome for r in kept].count(True) == 2 and [r.outcome for r in kept].count(False) == 2
+    assert [r.id for r in kept] == sorted(r.id for r in kept)  # file order kept
+    assert balance_outcomes(records, seed=0) == kept
+    with pytest.raises(ValueError, match="same outcome"):
+        balance_outcomes([Rec("a", True)], seed=0)
+    with pytest.raises(ValueError, match="kind 'implicit' only"):
+        parse([TrainPRMConfig, PRMTrainingArguments], ["--init", "x", "--data", "y", "--balance-outcomes"],
+              command="train-prm")
