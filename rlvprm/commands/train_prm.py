@@ -107,6 +107,8 @@ class TrainPRMConfig:
                            "+/- logits only")
     aux_lm_weight: float = field(0.0, help="kind prm: weight of a language-model loss on the question and the steps "
                                            "before the first '-' (0: off)")
+    aux_bag_weight: float = field(0.0, help="kind prm: weight of an auxiliary target at each read position: the "
+                                            "bag of token ids of the judged step (0: off; use with label_loss two_way)")
     beta: float = field(0.05, help="kind implicit: reward scale beta of r = beta * log(pi / pi_ref) (PRIME: 0.05)")
     reference: str | None = field(None, help="kind implicit: frozen reference model (default: --init; with LoRA, "
                                              "the model with its adapters off)")
@@ -146,14 +148,14 @@ class TrainPRMConfig:
             raise ValueError("stacked_l2 must be >= 0")
         if self.balance_outcomes and self.kind != "implicit":
             raise ValueError("balance_outcomes applies to kind 'implicit' only")
-        if self.kind == "implicit" and (self.labels_in_input or self.aux_lm_weight):
-            raise ValueError("labels_in_input and aux_lm_weight apply to kind 'prm', not 'implicit'")
+        if self.kind != "prm" and (self.labels_in_input or self.aux_lm_weight or self.aux_bag_weight):
+            raise ValueError(f"labels_in_input, aux_lm_weight and aux_bag_weight apply to kind 'prm', not {self.kind!r}")
         if self.kind == "prm" and self.reference is not None:
             raise ValueError("reference applies to kind 'implicit' only")
         if not self.beta > 0:
             raise ValueError(f"beta must be > 0, got {self.beta}")
-        if self.aux_lm_weight < 0:
-            raise ValueError("aux_lm_weight must be >= 0")
+        if self.aux_lm_weight < 0 or self.aux_bag_weight < 0:
+            raise ValueError("aux_lm_weight and aux_bag_weight must be >= 0")
         if not 0 <= self.threshold < 1:
             raise ValueError(f"threshold must be in [0, 1), got {self.threshold}")
         if self.lora_r < 1:
@@ -269,7 +271,8 @@ def main(cfg: TrainPRMConfig, args: PRMTrainingArguments) -> dict:
     log.info("%s parameters, %s trainable", f"{sizes['parameters']:,}", f"{sizes['trainable_parameters']:,}")
 
     if cfg.kind == "prm":
-        collator = StepLabelCollator(processor, cfg.labels_in_input, lm_steps=cfg.aux_lm_weight > 0)
+        collator = StepLabelCollator(processor, cfg.labels_in_input, lm_steps=cfg.aux_lm_weight > 0,
+                                     bag_steps=cfg.aux_bag_weight > 0)
     else:
         collator = OutcomeCollator(processor)
     dataset = RecordDataset(records, image_root)
@@ -283,6 +286,7 @@ def main(cfg: TrainPRMConfig, args: PRMTrainingArguments) -> dict:
     trainer = PRMTrainer(
         model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=[SaveProcessor(processor)],
         kind=cfg.kind, processor=processor, label_loss=cfg.label_loss, aux_lm_weight=cfg.aux_lm_weight,
+        aux_bag_weight=cfg.aux_bag_weight,
         good_id=getattr(collator, "good_id", None), bad_id=getattr(collator, "bad_id", None), reference=reference,
         beta=cfg.beta, implicit_score=cfg.implicit_score, implicit_running_min=cfg.implicit_running_min, eval_set=eval_set, eval_threshold=cfg.eval_threshold,
     )

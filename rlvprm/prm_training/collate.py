@@ -18,9 +18,13 @@ what it reads, an attempt to break the tiny-model plateau of DESIGN.md section 7
 ``rewards.likelihood.encode_solutions`` (what ``ImplicitPRM`` scores with), with the solution mask
 and the outcome labels.
 
+With ``bag_steps=True`` the batch carries ``step_index`` ``(B, L)``: which step's user turn each
+token belongs to (-1 elsewhere), from which the trainer builds a bag-of-tokens target at each read
+position (the auxiliary target of ``--aux-bag-weight``).
+
 Batch keys besides the model inputs: ``step_targets`` ``(B, L)`` (label token ids at read positions,
 -100 elsewhere), ``lm_targets`` ``(B, L)`` (the next token's id where an LM target applies, -100
-elsewhere), ``solution_mask`` ``(B, T)`` and ``outcomes`` ``(B,)``.
+elsewhere), ``step_index`` ``(B, L)``, ``solution_mask`` ``(B, T)`` and ``outcomes`` ``(B,)``.
 """
 
 from __future__ import annotations
@@ -40,12 +44,13 @@ IGNORE = -100
 class StepLabelCollator:
     """Step-labelled examples into model inputs and ``step_targets`` (and ``lm_targets``)."""
 
-    def __init__(self, processor, labels_in_input: bool = False, lm_steps: bool = False):
+    def __init__(self, processor, labels_in_input: bool = False, lm_steps: bool = False, bag_steps: bool = False):
         # encode() needs only the processor: no model is attached to this backend.
         self.backend = HFBackend(None, processor)
         self.processor = processor
         self.labels_in_input = labels_in_input
         self.lm_steps = lm_steps
+        self.bag_steps = bag_steps
         self.good_id, self.bad_id = self.backend.good_id, self.backend.bad_id
         tok = processor.tokenizer
         image_token = getattr(processor, "image_token", None)
@@ -73,26 +78,38 @@ class StepLabelCollator:
         out["step_targets"] = targets
         if self.lm_steps:
             out["lm_targets"] = self._lm_targets(ids, batch.read_positions, convs)
+        if self.bag_steps:
+            out["step_index"] = self._step_index(ids, batch.read_positions)
         return out
 
-    def _lm_targets(self, ids: torch.Tensor, read_positions: list[list[int]], convs: list[Conversation]) -> torch.Tensor:
-        """Next-token targets on the user turns before the first ``-`` step (see the module docstring).
+    def _step_spans(self, row: list[int], positions: list[int]) -> list[range]:
+        """Token positions of each step's user turn (with its chat markup).
 
         Step ``k``'s user turn lies between the placeholder of step ``k - 1`` and the assistant
         header before step ``k``'s placeholder; the first turn starts after the last image token.
         """
         header = len(self.backend.header_ids)
+        start = 0
+        if self.image_token_id is not None and self.image_token_id in row[: positions[0]]:
+            start = max(j for j in range(positions[0]) if row[j] == self.image_token_id) + 1
+        return [range(start if k == 0 else positions[k - 1] + 2, positions[k] - header + 1) for k in range(len(positions))]
+
+    def _step_index(self, ids: torch.Tensor, read_positions: list[list[int]]) -> torch.Tensor:
+        """``(B, L)``: the index of the step whose user turn holds each token, -1 elsewhere."""
+        index = torch.full_like(ids, -1)
+        for i, positions in enumerate(read_positions):
+            for k, span in enumerate(self._step_spans(ids[i].tolist(), positions)):
+                index[i, span.start : span.stop] = k
+        return index
+
+    def _lm_targets(self, ids: torch.Tensor, read_positions: list[list[int]], convs: list[Conversation]) -> torch.Tensor:
+        """Next-token targets on the user turns before the first ``-`` step (see the module docstring)."""
         lm = torch.full_like(ids, IGNORE)
         for i, (positions, conv) in enumerate(zip(read_positions, convs)):
             row = ids[i].tolist()
             good = len(conv.labels) if "-" not in conv.labels else conv.labels.index("-")
-            start = 0
-            if self.image_token_id is not None and self.image_token_id in row[: positions[0]]:
-                start = max(j for j in range(positions[0]) if row[j] == self.image_token_id) + 1
-            for k in range(good):
-                first = start if k == 0 else positions[k - 1] + 2
-                last = positions[k] - header  # the last token before the assistant header
-                for t in range(max(first, 1), last + 1):
+            for span in self._step_spans(row, positions)[:good]:
+                for t in range(max(span.start, 1), span.stop):
                     lm[i, t - 1] = row[t]  # position t - 1 predicts token t
         return lm
 

@@ -7,7 +7,7 @@ Trainer's own.
 ``compute_loss``, ``kind="prm"``: one forward pass per batch, logits kept only at the positions
 that carry a target (the read positions, plus the LM positions when ``aux_lm_weight > 0``), the
 step label loss (``losses.step_label_loss``) plus ``aux_lm_weight`` times the mean next-token loss
-on the LM positions. ``kind="implicit"``: token log-probabilities of the solution under the
+on the LM positions, plus ``aux_bag_weight`` times :func:`bag_of_tokens_loss` at the read positions. ``kind="implicit"``: token log-probabilities of the solution under the
 trained model and under the frozen reference (``rewards.likelihood.token_logprobs``, the scorer's
 own code) and PRIME's outcome loss. With LoRA the reference is the same model with its adapters
 switched off, so no second copy is held.
@@ -58,6 +58,28 @@ class AdapterOff(torch.nn.Module):
             return self.inner(**kwargs)
 
 
+def bag_of_tokens_loss(logits: torch.Tensor, input_ids: torch.Tensor, step_index: torch.Tensor,
+                       rows: torch.Tensor) -> torch.Tensor:
+    """Auxiliary target: at each read position, which vocabulary tokens the judged step contains.
+
+    ``logits`` ``(N, V)`` at the N read positions (row-major, as ``nonzero`` lists them; the k-th of
+    a row judges that row's step k), ``input_ids`` and ``step_index`` ``(B, L)``, ``rows`` ``(N,)``.
+    Binary cross-entropy of every vocabulary logit against the multi-hot bag of the step's token
+    ids, summed over the vocabulary and averaged over read positions. It trains the path from a
+    step's tokens to its read position, which a ``+``/``-`` head needs and a policy lacks
+    (``benchmarks/prm_read_probe.py``).
+    """
+    n, vocab = logits.shape
+    bags = torch.zeros(n, vocab, device=logits.device)
+    k_in_row = torch.zeros_like(rows)
+    for j in range(1, n):  # rows are sorted: count read positions within each row
+        k_in_row[j] = k_in_row[j - 1] + 1 if rows[j] == rows[j - 1] else 0
+    for j in range(n):
+        tokens = input_ids[rows[j]][step_index[rows[j]] == k_in_row[j]]
+        bags[j, tokens[tokens < vocab]] = 1.0
+    return F.binary_cross_entropy_with_logits(logits.float(), bags, reduction="sum") / max(n, 1)
+
+
 class PRMTrainer(Trainer):
     # compute_loss returns a per-micro-batch mean; let training_step divide by the accumulation steps.
     loss_is_scaled_for_ga = False
@@ -69,6 +91,7 @@ class PRMTrainer(Trainer):
         processor,
         label_loss: str = "full_vocab",
         aux_lm_weight: float = 0.0,
+        aux_bag_weight: float = 0.0,
         good_id: int | None = None,
         bad_id: int | None = None,
         reference=None,
@@ -84,6 +107,7 @@ class PRMTrainer(Trainer):
         self.processor = processor
         self.label_loss = label_loss
         self.aux_lm_weight = aux_lm_weight
+        self.aux_bag_weight = aux_bag_weight
         self.good_id, self.bad_id = good_id, bad_id
         self.reference = reference
         self.beta = beta
@@ -105,6 +129,7 @@ class PRMTrainer(Trainer):
     def _step_label_loss(self, model, inputs):
         targets = inputs.pop("step_targets")  # (B, L)
         lm = inputs.pop("lm_targets", None)  # (B, L) or None
+        step_index = inputs.pop("step_index", None)  # (B, L) or None
         rows, pos = (targets != IGNORE).nonzero(as_tuple=True)
         keep = pos
         if lm is not None and self.aux_lm_weight > 0:
@@ -124,6 +149,10 @@ class PRMTrainer(Trainer):
             lm_loss = F.cross_entropy(lm_logits.float(), lm[lm_rows, lm_pos])
             self._metrics["lm_loss"].append(lm_loss.item())
             loss = loss + self.aux_lm_weight * lm_loss
+        if step_index is not None and self.aux_bag_weight > 0:
+            bag_loss = bag_of_tokens_loss(picked, inputs["input_ids"], step_index, rows)
+            self._metrics["bag_loss"].append(bag_loss.item())
+            loss = loss + self.aux_bag_weight * bag_loss
         return loss
 
     def _implicit_loss(self, model, inputs):

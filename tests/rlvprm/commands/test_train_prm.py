@@ -216,6 +216,17 @@ def test_cli_and_config_errors(tiny_models, data, tmp_path, capsys):
         run(tiny_models("qwen2-vl"), data, tmp_path / "o", "--eval-strategy", "steps", "--max-steps", "1")
 
 
+def test_bag_of_tokens_target_trains_and_is_logged(tiny_models, data, tmp_path):
+    summary = run(tiny_models("qwen2-vl"), data, tmp_path / "bag", "--max-steps", "3", "--label-loss", "two_way",
+                  "--aux-bag-weight", "0.05", "--save-strategy", "no")
+    logs = [h for h in summary["log_history"] if "bag_loss" in h]
+    assert len(logs) == 3 and all(math.isfinite(h["bag_loss"]) and h["bag_loss"] > 0 for h in logs)
+    assert logs[-1]["bag_loss"] < logs[0]["bag_loss"]
+    with pytest.raises(ValueError, match="apply to kind 'prm'"):
+        parse([TrainPRMConfig, PRMTrainingArguments], ["--init", "x", "--data", "y", "--kind", "implicit",
+                                                        "--aux-bag-weight", "1"], command="train-prm")
+
+
 def test_balance_outcomes_down_samples_the_larger_class():
     from collections import namedtuple
 

@@ -108,3 +108,18 @@ def test_outcome_collator_masks_the_solution_tokens(raw_file, model_and_processo
     T = batch["solution_mask"].shape[1]
     short = batch["input_ids"][1, -T:][batch["solution_mask"][1]].tolist()
     assert processor.tokenizer.decode(short) == "Short."
+
+
+def test_step_index_marks_each_steps_user_turn(raw_file, model_and_processor):
+    _, processor = model_and_processor
+    exs = examples(raw_file, raw_file.parent)[:2]
+    batch = StepLabelCollator(processor, bag_steps=True)(exs)
+    tok = processor.tokenizer
+    ids, index = batch["input_ids"], batch["step_index"]
+    for i, ex in enumerate(exs):
+        assert int(index[i].max()) == len(ex.record.steps) - 1
+        for k, step in enumerate(ex.record.steps):
+            text = tok.decode(ids[i][index[i] == k].tolist())
+            assert step in text and "assistant" not in text
+            assert all(other not in text for other in ex.record.steps if other != step and other not in step)
+        assert "You are an advanced AI assistant" not in tok.decode(ids[i][index[i] >= 0].tolist())
