@@ -12,7 +12,7 @@ id, or ``oracle`` for the visual-arith world's exact checker. With ``heldout_eve
 on held-out prompts is measured as training goes (``heldout.jsonl`` in the output folder). At the
 end the policy is saved to ``output_dir`` with ``grpo_summary.json`` (both configs, the held-out
 curve, every logged metric) and ``curves.png`` (held-out accuracy and the hacking signals against
-the step; ``python -m rlvprm.rl.plots RUN...`` overlays several runs).
+the step; ``python -m rlvprm.plots grpo RUN...`` overlays several runs).
 
 Options that TRL's config parser reads from JSON strings (``model_init_kwargs``,
 ``gradient_checkpointing_kwargs``) are written as JSON strings in recipes.
@@ -185,7 +185,7 @@ def main(cfg: DenseGRPOConfig, args: GRPOConfig) -> dict:
     if trainer.accelerator.is_main_process:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(args.output_dir) / "grpo_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        from rlvprm.rl.plots import plot_runs
+        from rlvprm.plots import plot_runs
 
         plot_runs([summary], [Path(args.output_dir).name], Path(args.output_dir) / "curves.png")
     return summary

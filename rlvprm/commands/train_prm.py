@@ -25,8 +25,9 @@ PRMs, implicit PRMs, the policy's likelihood) fitted on step labels (``rlvprm.pr
 ``rewards.ProcessRewardModel.from_pretrained`` (``kind=prm``; LoRA adapters merged) or
 ``rewards.likelihood.ImplicitPRM.from_pretrained`` (``kind=implicit``, with ``implicit_prm.json``
 naming the reference and beta), the processor, ``train_prm.json`` (both configs, data counts, label
-prior, time, the Trainer's log history, the last evaluation) and ``skipped.jsonl`` when records were
-skipped. Checkpoints (``checkpoint-N``) resume with ``--resume-from-checkpoint PATH`` (or ``last``).
+prior, time, the Trainer's log history, the last evaluation), ``curves.png`` (the loss and the
+evaluations against the step; ``python -m rlvprm.plots train-prm RUN...`` overlays runs) and
+``skipped.jsonl`` when records were skipped. Checkpoints (``checkpoint-N``) resume with ``--resume-from-checkpoint PATH`` (or ``last``).
 
 **Evaluation.** With ``--eval-data`` (VisualProcessBench format) the scorer on the current weights
 is evaluated at ``eval_strategy``/``eval_steps`` and at the end: step macro-F1 at
@@ -325,6 +326,9 @@ def main(cfg: TrainPRMConfig, args: PRMTrainingArguments) -> dict:
             (out / IMPLICIT_CONFIG).write_text(json.dumps({"reference": ref, "beta": cfg.beta, "score": cfg.implicit_score,
                                                            "running_min": cfg.implicit_running_min}, indent=1) + "\n")
         (out / "train_prm.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+        from rlvprm.plots import plot_runs
+
+        plot_runs([summary], [out.name], out / "curves.png", kind="train-prm", smooth=5)
         if skipped:
             with (out / "skipped.jsonl").open("w", encoding="utf-8") as fh:
                 for item in skipped:

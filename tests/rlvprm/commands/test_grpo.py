@@ -84,12 +84,12 @@ def test_grpo_command_end_to_end(tiny_models, tmp_path):
     assert "steps/per_completion" in summary["last_log"] and "heldout/greedy_accuracy" in summary["last_log"]
     assert len([h for h in summary["log_history"] if "loss" in h]) == 2
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    from rlvprm.rl.plots import main as plots
+    from rlvprm.plots import main as plots
 
-    overlay = plots([str(out), str(out), "--labels", "a,b", "--out", str(tmp_path / "both.png"), "--smooth", "1"])
+    overlay = plots(["grpo", str(out), str(out), "--labels", "a,b", "--out", str(tmp_path / "both.png"), "--smooth", "1"])
     assert overlay.stat().st_size > 0
     with pytest.raises(SystemExit, match="grpo_summary.json"):
-        plots([str(tmp_path), "--out", str(tmp_path / "x.png")])
+        plots(["grpo", str(tmp_path), "--out", str(tmp_path / "x.png")])
     from safetensors.torch import load_file
 
     before = load_file(str(Path(tiny_models("qwen2-vl")) / "model.safetensors"))

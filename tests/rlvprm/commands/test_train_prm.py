@@ -107,6 +107,7 @@ def test_full_run_moves_the_loss_and_saves_a_prm_that_scores(full_run, tiny_mode
         QUESTION, example.images, ["a\n\nb"])[0].step_scores
     info = json.loads((out / "train_prm.json").read_text())
     assert info["config"]["label_loss"] == "two_way" and info["training_arguments"]["learning_rate"] == 1e-3
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_resume_from_a_checkpoint_ends_where_the_uninterrupted_run_ends(full_run, tiny_models, data, tmp_path):
