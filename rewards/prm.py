@@ -200,18 +200,17 @@ def load_scorer(path_or_id: str, *, orm: bool = False, **kwargs):
     from rewards.likelihood import IMPLICIT_CONFIG, ImplicitPRM
     from rewards.stacked import STACKED_CONFIG, StackedScorer
 
-    if (Path(path_or_id) / STACKED_CONFIG).is_file():
+    for config, what in ((STACKED_CONFIG, "a stacked scorer"), (IMPLICIT_CONFIG, "an implicit PRM")):
+        if not (Path(path_or_id) / config).is_file():
+            continue
+        kwargs.pop("backend", None)
+        if kwargs.pop("max_length", None) is not None:
+            raise ValueError(f"{path_or_id} is {what}, which has no max_length option; leave it unset")
+        if config == IMPLICIT_CONFIG:
+            return ImplicitPRM.from_pretrained(path_or_id, orm=orm, **kwargs)
         if orm:
-            raise ValueError(f"{path_or_id} is a stacked scorer, which has no ORM mode")
-        kwargs.pop("backend", None)
-        if kwargs.pop("max_length", None) is not None:
-            raise ValueError(f"{path_or_id} is a stacked scorer, which has no max_length option; leave it unset")
+            raise ValueError(f"{path_or_id} is {what}, which has no ORM mode")
         return StackedScorer.from_pretrained(path_or_id, **kwargs)
-    if (Path(path_or_id) / IMPLICIT_CONFIG).is_file():
-        kwargs.pop("backend", None)
-        if kwargs.pop("max_length", None) is not None:
-            raise ValueError(f"{path_or_id} is an implicit PRM, which has no max_length option; leave it unset")
-        return ImplicitPRM.from_pretrained(path_or_id, orm=orm, **kwargs)
     return ProcessRewardModel.from_pretrained(path_or_id, orm=orm, **kwargs)
 
 
