@@ -52,7 +52,8 @@ DEFAULT_AGGREGATIONS = ["mean", "min", "max", "last", "prod", "softmin:0.1"]
 class BonConfig:
     policy: str = field(help="policy to sample from: a local folder or a hub id")
     data: str = field(help="prompt set (jsonl): id, image or images, question, answer; optional data_source, choices")
-    prm: str = field(help="PRM (local folder or hub id), or 'likelihood' for the policy's own step probabilities")
+    prm: str = field(help="PRM (local folder or hub id: VisualPRM-style, implicit or stacked), or 'likelihood' for the "
+                      "policy's own step probabilities")
     out: str = field(help="run folder: candidates.jsonl, scores.jsonl, results.json, results.md, scaling.png")
     orm: str | None = field(None, help="also score every whole candidate with this model in ORM mode (one step)")
     image_root: str | None = field(None, help="folder that image paths are relative to (default: the data file's folder)")

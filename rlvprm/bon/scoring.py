@@ -6,8 +6,8 @@
      "orm_scores": [score per candidate] (with --orm), "unscored": [candidate indices]}
 
 Step scores are stored, not response scores, so every aggregation is derived later without
-rescoring. The PRM is any scorer ``rewards.load_scorer`` loads (a ``ProcessRewardModel``, or an
-implicit PRM from ``rlvprm train-prm --kind implicit``; ``score_groups``: the candidates of a chunk
+rescoring. The PRM is any scorer ``rewards.load_scorer`` loads (a ``ProcessRewardModel``, an
+implicit or a stacked scorer from ``rlvprm train-prm``; ``score_groups``: the candidates of a chunk
 of prompts are batched together); the ORM is the same with ``orm=True`` (one step per response). ``--prm
 likelihood`` writes the policy's own step probabilities (``policy_likelihood.likelihood_step_scores``
 with the running minimum, from the log-probabilities stage 1 saved) into the same field, so every

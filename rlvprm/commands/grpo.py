@@ -43,7 +43,8 @@ EXTRA_CONFIGS = (GRPOConfig,)
 class DenseGRPOConfig:
     policy: str = field(help="the policy: a model folder or hub id (saved to disk: beta > 0 reloads it as the reference)")
     data: str = field(help="prompt set (jsonl: id, image(s), question, answer)")
-    prm: str = field(help="step scorer: a PRM folder or hub id, or 'oracle' (the visual-arith world's exact checker)")
+    prm: str = field(help="step scorer: a PRM folder or hub id (VisualPRM-style, implicit or stacked), or 'oracle' "
+                      "(the visual-arith world's exact checker)")
     image_root: str | None = field(None, help="folder the image paths are relative to (default: the data file's folder)")
     num_prompts: int | None = field(None, help="train on the first N prompts only")
     credit: Literal["outcome", "prm_sequence", "process", "min_form", "ps_grpo"] = field(

@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ScoreConfig:
-    model: str = field(help="PRM: a local folder or a hub id; a VisualPRM-style PRM, or an implicit PRM "
-                       "(`rlvprm train-prm --kind implicit`)")
+    model: str = field(help="PRM: a local folder or a hub id; a VisualPRM-style PRM, an implicit PRM or a stacked "
+                            "scorer (`rlvprm train-prm --kind implicit|stacked`)")
     data: str = field(help="jsonl of VisualProcessBench records or prompt records with a 'response'")
     out: str = field(help="output jsonl (one line per record); an existing file is resumed")
     image_root: str | None = field(None, help="folder that image paths are relative to (default: the data file's folder)")
