@@ -19,6 +19,9 @@ Worked example (two components, weights 1 and 2, bias -1): step scores 0.5 and 0
 
 >>> round(combine([[0.5], [0.8]], [1.0, 2.0], -1.0)[0], 3)
 0.855
+
+Left out: an ORM mode (fit a stack on response labels instead), interactions between components
+(the combination is linear in the logits), and per-step-position weights.
 """
 
 from __future__ import annotations

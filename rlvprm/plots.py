@@ -10,6 +10,9 @@ held-out greedy and sampled accuracy (when measured), training outcome accuracy,
 score, PRM/outcome agreement and KL, per-step values smoothed by a moving average (``--smooth``).
 PRM panels: training loss (smoothed), evaluation macro-F1 at the fixed threshold, AUC and
 position-matched AUC against the step.
+
+Left out: wandb or TensorBoard (``report_to`` sends the same numbers there while training), and
+x axes other than the optimiser step.
 """
 
 from __future__ import annotations

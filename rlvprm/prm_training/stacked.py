@@ -9,6 +9,10 @@ weights, bias, training fit) and ``train_prm.json``; ``rewards.load_scorer`` loa
 evaluation, Best-of-N and RL take it like any PRM. With ``--eval-data`` the fitted scorer is
 evaluated as the other kinds are (``rlvprm.prm_training.evaluation``), and so is every component
 alone, so the table says what the combination adds.
+
+Left out: resuming (the fit takes minutes: one scoring pass over the data, then L-BFGS), a
+held-out split of the fitting data (fit on a dev set, evaluate on the test set), and threshold
+tuning (the fitted scorer is calibrated, so 0.5 is meant).
 """
 
 from __future__ import annotations
