@@ -318,10 +318,11 @@ def implicit_scores(step_rewards: Sequence[float], score: str = "step") -> list[
     values = list(step_rewards)
     if score == "cumulative":
         values = [math.fsum(values[: k + 1]) for k in range(len(values))]
-    return [_sigmoid(x) for x in values]
+    return [sigmoid(x) for x in values]
 
 
-def _sigmoid(x: float) -> float:
+def sigmoid(x: float) -> float:
+    """``1 / (1 + exp(-x))`` without overflow for large ``|x|``."""
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
     z = math.exp(x)

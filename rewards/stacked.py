@@ -34,6 +34,7 @@ from typing import Iterable, Sequence
 from PIL import Image
 
 from rewards.aggregate import aggregate, parse_aggregation
+from rewards.likelihood import sigmoid
 from rewards.prm import Group, ScoredSolution
 
 STACKED_CONFIG = "stacked_scorer.json"  # the folder of a stacked scorer holds only this file
@@ -54,7 +55,7 @@ def combine(component_scores: Sequence[Sequence[float]], weights: Sequence[float
     out = []
     for k in range(len(component_scores[0])):
         z = bias + math.fsum(w * logit(s[k]) for w, s in zip(weights, component_scores))
-        out.append(1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z)))
+        out.append(sigmoid(z))
     return out
 
 
