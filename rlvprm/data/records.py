@@ -50,16 +50,10 @@ def parse_record(raw: dict[str, Any], line: int, require_response: bool = False)
     response = raw.get("response")
     labels = None
     if isinstance(response, dict):
-        steps = response.get("steps")
-        if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
-            raise RecordError(f"{where}: response.steps must be a list of strings")
-        labels = response.get("process_correctness")
-        if labels is not None:
-            if len(labels) != len(steps):
-                raise RecordError(f"{where}: {len(labels)} process_correctness labels for {len(steps)} steps")
-            if any(x not in (1, 0, -1) for x in labels):
-                raise RecordError(f"{where}: process_correctness values must be 1, 0 or -1")
-        response = steps
+        try:
+            response, labels = vpb_response(response)
+        except RecordError as err:
+            raise RecordError(f"{where}: {err}") from None
     elif response is not None and not isinstance(response, str):
         raise RecordError(f"{where}: response must be a string or {{steps: [...]}}")
     if require_response and (response is None or (isinstance(response, str) and not response.strip())
@@ -78,6 +72,25 @@ def parse_record(raw: dict[str, Any], line: int, require_response: bool = False)
         choices=raw.get("choices"),
         extra={k: v for k, v in raw.items() if k not in known},
     )
+
+
+def vpb_response(response: dict[str, Any]) -> tuple[list[str], list[int] | None]:
+    """``(steps, process_correctness)`` of a VisualProcessBench ``response`` (labels None when absent).
+
+    Raises :class:`RecordError` saying what is wrong (the caller names the record).
+    """
+    steps = response.get("steps")
+    if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+        raise RecordError("response.steps must be a list of strings")
+    labels = response.get("process_correctness")
+    if labels is not None:
+        if not isinstance(labels, list) or len(labels) != len(steps):
+            count = len(labels) if isinstance(labels, list) else "no list of"
+            raise RecordError(f"response.steps and process_correctness differ in length ({len(steps)} steps, "
+                              f"{count} labels)")
+        if any(x not in (1, 0, -1) for x in labels):
+            raise RecordError("process_correctness values must be 1, 0 or -1")
+    return steps, labels
 
 
 def load_images(record: Record, image_root: str | Path | None) -> list[Image.Image]:

@@ -39,6 +39,7 @@ from rewards.conversation import (
     to_visualprm_conversations,
 )
 from rlvprm.data.jsonl import RecordError, read_jsonl
+from rlvprm.data.records import vpb_response
 from rlvprm.labeling.mc import Rollout
 
 
@@ -144,13 +145,11 @@ def parse_prm_row(row: dict[str, Any], rid: str, where: str, threshold: float = 
             question = row.get("question")
             if not isinstance(question, str):
                 raise RecordError("no question")
-            steps, labels = row["response"].get("steps"), row["response"]["process_correctness"]
-            if not isinstance(steps, list) or not isinstance(labels, list) or len(steps) != len(labels):
-                raise RecordError(f"response.steps and process_correctness must be lists of one length "
-                                  f"(got {_length(steps)} steps, {_length(labels)} labels)")
-            if any(x not in (1, -1) for x in labels):
-                bad = next(i for i, x in enumerate(labels) if x not in (1, -1))
-                raise RecordError(f"step {bad + 1} is labelled {labels[bad]!r}: only 1 and -1 train (a neutral 0 "
+            steps, labels = vpb_response(row["response"])
+            if labels is None:
+                raise RecordError("response.process_correctness is null")
+            if 0 in labels:
+                raise RecordError(f"step {labels.index(0) + 1} is labelled 0: only 1 and -1 train (a neutral step "
                                   "has no +/- label)")
             labels = ["+" if x == 1 else "-" for x in labels]
         else:
@@ -161,10 +160,6 @@ def parse_prm_row(row: dict[str, Any], rid: str, where: str, threshold: float = 
     except (RecordError, ConversationError) as err:
         raise RecordError(f"{name}: {err}") from None
     return PRMRecord(rid, images, question, steps, labels)
-
-
-def _length(x) -> str:
-    return str(len(x)) if isinstance(x, list) else "no list"
 
 
 def read_prm_records(
