@@ -59,6 +59,23 @@ def combine(component_scores: Sequence[Sequence[float]], weights: Sequence[float
     return out
 
 
+def component_scores(components: Sequence, groups: Iterable[Group]) -> list[list[list[list[float]]]]:
+    """``[group][solution][component]`` step scores; raises if the components disagree on the steps."""
+    groups = list(groups)
+    per_comp = [c.score_groups(groups) for c in components]
+    out = []
+    for g in range(len(groups)):
+        rows = []
+        for s in range(len(groups[g].solutions)):
+            results = [pc[g][s] for pc in per_comp]
+            texts = [[st.text for st in r.steps] for r in results]
+            if any(t != texts[0] for t in texts[1:]):
+                raise ValueError(f"group {g}, solution {s}: the components split it into different steps")
+            rows.append([r.step_scores for r in results])
+        out.append(rows)
+    return out
+
+
 class StackedScorer:
     """Step scores of several scorers combined by fitted logistic weights (module docstring)."""
 
@@ -99,28 +116,12 @@ class StackedScorer:
     def prepare(self, group: Group):
         return self.components[0].prepare(group)
 
-    def component_scores(self, groups: Iterable[Group]) -> list[list[list[list[float]]]]:
-        """``[group][solution][component]`` step scores; raises if components disagree on the steps."""
-        groups = list(groups)
-        per_comp = [c.score_groups(groups) for c in self.components]
-        out = []
-        for g in range(len(groups)):
-            rows = []
-            for s in range(len(groups[g].solutions)):
-                results = [pc[g][s] for pc in per_comp]
-                texts = [[st.text for st in r.steps] for r in results]
-                if any(t != texts[0] for t in texts[1:]):
-                    raise ValueError(f"group {g}, solution {s}: the components split it into different steps")
-                rows.append([r.step_scores for r in results])
-            out.append(rows)
-        return out
-
     def score_group(self, question: str, images: Sequence[Image.Image], solutions) -> list[ScoredSolution]:
         return self.score_groups([Group(question, images, solutions)])[0]
 
     def score_groups(self, groups: Iterable[Group]) -> list[list[ScoredSolution]]:
         groups = list(groups)
-        comps = self.component_scores(groups)
+        comps = component_scores(self.components, groups)
         out = []
         for group, rows in zip(groups, comps):
             scored = []

@@ -52,12 +52,18 @@ def load_eval_set(path: str | Path, image_root: str | Path | None = None, limit:
     return EvalSet(records, images)
 
 
+def eval_groups(data: EvalSet, groups_per_call: int = 16):
+    """``(records, groups)`` chunks of the set: each record is one group of its one given-step solution."""
+    for start in range(0, len(data), groups_per_call):
+        recs = data.records[start : start + groups_per_call]
+        images = data.images[start : start + groups_per_call]
+        yield recs, [Group(r.question, imgs, [r.response]) for r, imgs in zip(recs, images)]
+
+
 def score_eval_set(scorer, data: EvalSet, groups_per_call: int = 16) -> list[ScoredSteps]:
     """Step scores of every record, paired with its labels."""
     out = []
-    for start in range(0, len(data), groups_per_call):
-        recs = data.records[start : start + groups_per_call]
-        groups = [Group(r.question, imgs, [r.response]) for r, imgs in zip(recs, data.images[start : start + groups_per_call])]
+    for recs, groups in eval_groups(data, groups_per_call):
         for rec, scored in zip(recs, scorer.score_groups(groups)):
             out.append(ScoredSteps(rec.id, list(rec.labels), list(scored[0].step_scores), rec.data_source))
     return out

@@ -8,7 +8,7 @@ weight per component and a bias. The output folder holds ``stacked_scorer.json``
 weights, bias, training fit) and ``train_prm.json``; ``rewards.load_scorer`` loads it, so
 evaluation, Best-of-N and RL take it like any PRM. With ``--eval-data`` the fitted scorer is
 evaluated as the other kinds are (``rlvprm.prm_training.evaluation``), and so is every component
-alone, so the table says what the combination adds.
+alone, so the table says what the combination adds; each component scores the set once.
 
 Left out: resuming (the fit takes minutes: one scoring pass over the data, then L-BFGS), a
 held-out split of the fitting data (fit on a dev set, evaluate on the test set), and threshold
@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rewards.prm import Group
-from rewards.stacked import STACKED_CONFIG, StackedScorer, load_component, logit
+from rewards.stacked import STACKED_CONFIG, combine, component_scores, load_component, logit
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,7 @@ def component_features(components: list, records: list, image_root, batch: int =
     for start in range(0, len(records), batch):
         recs = records[start : start + batch]
         groups = [Group(r.question, open_images(r, image_root), [list(r.steps)]) for r in recs]
-        per_comp = [c.score_groups(groups) for c in components]
-        for i, rec in enumerate(recs):
-            scores = [pc[i][0].step_scores for pc in per_comp]
+        for rec, (scores,) in zip(recs, component_scores(components, groups)):
             if any(len(s) != len(rec.labels) for s in scores):
                 raise ValueError(f"record {rec.id}: a component scored {[len(s) for s in scores]} steps, "
                                  f"the record has {len(rec.labels)} labels")
@@ -90,7 +88,8 @@ def component_features(components: list, records: list, image_root, batch: int =
 
 def fit_stacked(cfg, args, records: list, image_root, counts: dict, skipped: list[dict]) -> dict:
     """Fit, save and evaluate a stacked scorer (the ``--kind stacked`` branch of ``train-prm``)."""
-    from rlvprm.prm_training.evaluation import flat_metrics, load_eval_set, score_eval_set
+    from rlvprm.evaluation.vpb import ScoredSteps
+    from rlvprm.prm_training.evaluation import eval_groups, flat_metrics, load_eval_set
 
     start = time.perf_counter()
     specs = parse_components(cfg.components)
@@ -103,14 +102,21 @@ def fit_stacked(cfg, args, records: list, image_root, counts: dict, skipped: lis
     train_acc = float(((z > 0).double() == y).double().mean())
     log.info("stacked fit on %d steps: weights %s, bias %.4f, train accuracy %.4f",
              len(y), dict(zip([s["name"] for s in specs], weights)), bias, train_acc)
-    scorer = StackedScorer(components, weights, bias, names=[s["name"] for s in specs])
 
     evals = None
     if cfg.eval_data:
+        # Each component scores the set once; the stack's scores are combined from those.
         data = load_eval_set(cfg.eval_data, cfg.eval_image_root, cfg.eval_limit)
-        evals = {"stacked": flat_metrics(data, score_eval_set(scorer, data), cfg.eval_threshold)}
-        for spec, comp in zip(specs, components):
-            evals[spec["name"]] = flat_metrics(data, score_eval_set(comp, data), cfg.eval_threshold)
+        per_record = [rows[0] for recs, groups in eval_groups(data) for rows in component_scores(components, groups)]
+
+        def metrics(step_scores) -> dict[str, float]:
+            scored = [ScoredSteps(rec.id, list(rec.labels), step_scores(parts), rec.data_source)
+                      for rec, parts in zip(data.records, per_record)]
+            return flat_metrics(data, scored, cfg.eval_threshold)
+
+        evals = {"stacked": metrics(lambda parts: combine(parts, weights, bias))}
+        for j, spec in enumerate(specs):
+            evals[spec["name"]] = metrics(lambda parts, j=j: list(parts[j]))
     seconds = time.perf_counter() - start
     summary = {
         "kind": "stacked", "records": len(records), "skipped": len(skipped), **counts,
