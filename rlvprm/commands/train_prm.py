@@ -27,7 +27,8 @@ PRMs, implicit PRMs, the policy's likelihood) fitted on step labels (``rlvprm.pr
 naming the reference and beta), the processor, ``train_prm.json`` (both configs, data counts, label
 prior, time, the Trainer's log history, the last evaluation), ``curves.png`` (the loss and the
 evaluations against the step; ``python -m rlvprm.plots train-prm RUN...`` overlays runs) and
-``skipped.jsonl`` when records were skipped. Checkpoints (``checkpoint-N``) resume with ``--resume-from-checkpoint PATH`` (or ``last``).
+``skipped.jsonl`` when records were skipped. Checkpoints (``checkpoint-N``) resume with
+``--resume-from-checkpoint PATH`` (or ``last``).
 
 **Evaluation.** With ``--eval-data`` (VisualProcessBench format) the scorer on the current weights
 is evaluated at ``eval_strategy``/``eval_steps`` and at the end: step macro-F1 at
@@ -118,8 +119,9 @@ class TrainPRMConfig:
     implicit_running_min: bool = field(True, help="kind implicit: each step score is the running minimum over steps")
     balance_outcomes: bool = field(False, help="kind implicit: keep as many wrong-outcome as right-outcome records "
                                                "(the larger class down-sampled at random, seeded by --seed)")
-    components: list[str] = field([], help="kind stacked, comma-separated (a list in a recipe): NAME=scorer:PATH (any PRM or implicit PRM) or "
-                                           "NAME=likelihood:POLICY (the policy's own step probability), one or more")
+    components: list[str] = field([], help="kind stacked, comma-separated (a list in a recipe): NAME=scorer:PATH "
+                                           "(any PRM or implicit PRM) or NAME=likelihood:POLICY (the policy's own "
+                                           "step probability), one or more")
     stacked_l2: float = field(1e-4, help="kind stacked: L2 penalty on the combination weights")
     use_lora: bool = field(False, help="train LoRA adapters (peft) instead of all weights; merged on save")
     lora_r: int = field(16, help="LoRA rank")

@@ -7,9 +7,10 @@ Trainer's own.
 ``compute_loss``, ``kind="prm"``: one forward pass per batch, logits kept only at the positions
 that carry a target (the read positions, plus the LM positions when ``aux_lm_weight > 0``), the
 step label loss (``losses.step_label_loss``) plus ``aux_lm_weight`` times the mean next-token loss
-on the LM positions, plus ``aux_bag_weight`` times :func:`bag_of_tokens_loss` at the read positions. ``kind="implicit"``: token log-probabilities of the solution under the
-trained model and under the frozen reference (``rewards.likelihood.token_logprobs``, the scorer's
-own code) and PRIME's outcome loss. With LoRA the reference is the same model with its adapters
+on the LM positions, plus ``aux_bag_weight`` times :func:`bag_of_tokens_loss` at the read
+positions. ``kind="implicit"``: token log-probabilities of the solution under the trained model
+and under the frozen reference (``rewards.likelihood.token_logprobs``, the scorer's own code) and
+PRIME's outcome loss. With LoRA the reference is the same model with its adapters
 switched off, so no second copy is held.
 
 ``evaluate`` scores a VisualProcessBench-format set with the scorer the saved model will be used

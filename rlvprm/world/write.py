@@ -153,15 +153,19 @@ def write_world(
 def main(argv: list[str] | None = None) -> WorldFiles:
     """``python -m rlvprm.world.write OUT [--seed S] [--num-prompts N] [--num-vpb N] [--num-sft N]``."""
     import argparse
+    import inspect
 
+    default = {k: v.default for k, v in inspect.signature(write_world).parameters.items()}
     parser = argparse.ArgumentParser(prog="python -m rlvprm.world.write",
                                      description="Write a visual-arith world folder (prompts, VisualProcessBench "
                                                  "set with exact labels, SFT set, images); byte-reproducible per seed.")
     parser.add_argument("out", help="folder to write (created if missing)")
-    parser.add_argument("--seed", type=int, default=0, help="world seed (default 0); another seed gives other images")
-    parser.add_argument("--num-prompts", type=int, default=1000, help="prompt records (default 1000)")
-    parser.add_argument("--num-vpb", type=int, default=500, help="VisualProcessBench-format records (default 500)")
-    parser.add_argument("--num-sft", type=int, default=5000, help="SFT records (default 5000)")
+    parser.add_argument("--seed", type=int, default=default["seed"],
+                        help="world seed (default %(default)s); another seed gives other images")
+    parser.add_argument("--num-prompts", type=int, default=default["num_prompts"], help="prompt records (default %(default)s)")
+    parser.add_argument("--num-vpb", type=int, default=default["num_vpb"],
+                        help="VisualProcessBench-format records (default %(default)s)")
+    parser.add_argument("--num-sft", type=int, default=default["num_sft"], help="SFT records (default %(default)s)")
     args = parser.parse_args(argv)
     files = write_world(args.out, seed=args.seed, num_prompts=args.num_prompts, num_vpb=args.num_vpb,
                         num_sft=args.num_sft)
