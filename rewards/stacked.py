@@ -89,7 +89,6 @@ class StackedScorer:
         self.bias = float(bias)
         self.aggregation = aggregation
         self.names = list(names) if names is not None else [f"component{j}" for j in range(len(components))]
-        self.orm = False
 
     @property
     def batch_size(self) -> int:

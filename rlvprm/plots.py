@@ -21,7 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
-# (title, key in the log history; None: the held-out history), per kind of run
+# (title, key): a key of the log history, or of the held-out history for the two held-out panels
 GRPO_PANELS = (
     ("held-out greedy accuracy", "greedy_accuracy"),
     ("held-out sampled accuracy", "sample_accuracy"),
@@ -52,13 +52,21 @@ def moving_average(values: list[float], width: int) -> list[float]:
     return out
 
 
+HELD_OUT = ("greedy_accuracy", "sample_accuracy")
+
+
+def smoothed(key: str) -> bool:
+    """Per-step training values are smoothed; evaluations and held-out points are drawn as measured."""
+    return not key.startswith("eval_") and key not in HELD_OUT
+
+
 def series(summary: dict, key: str, kind: str, smooth: int) -> list[tuple[float, float]]:
     """``(step, value)`` points of one panel for one run."""
-    if kind == "grpo" and key in ("greedy_accuracy", "sample_accuracy"):
+    if kind == "grpo" and key in HELD_OUT:
         return [(h["step"], h[key]) for h in summary.get("heldout", []) if h.get(key) is not None]
     logs = [h for h in summary.get("log_history", []) if key in h and "step" in h and "train_loss" not in h]
     values = [h[key] for h in logs]
-    if not key.startswith("eval_"):
+    if smoothed(key):
         values = moving_average(values, smooth)
     return list(zip([h["step"] for h in logs], values))
 
@@ -81,8 +89,7 @@ def plot_runs(summaries: list[dict], labels: list[str], path: str | Path, kind: 
             points = series(summary, key, kind, smooth)
             if points:
                 ax.plot(*zip(*points), marker="o" if len(points) < 15 else None, label=label)
-        smoothed = not key.startswith("eval_") and key not in ("greedy_accuracy", "sample_accuracy")
-        ax.set_title(f"{title} (moving average of {smooth})" if smoothed and smooth > 1 else title, fontsize=10)
+        ax.set_title(f"{title} (moving average of {smooth})" if smoothed(key) and smooth > 1 else title, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)

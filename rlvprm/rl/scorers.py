@@ -5,8 +5,8 @@ steps it scored (``rewards.steps.Step``, with character spans into the text) and
 in [0, 1], or ``None`` when it could not score that completion. Two implementations:
 
 - :class:`PRMScorer`: any scorer ``rewards.load_scorer`` loads (a ``ProcessRewardModel``: rlvprm's
-  own PRMs or the released VisualPRM checkpoints; or an implicit PRM, ``rlvprm train-prm --kind
-  implicit``), the one scoring path that Best-of-N and evaluation use too. Its models are prepared
+  own PRMs or the released VisualPRM checkpoints; or an implicit or stacked scorer, ``rlvprm
+  train-prm --kind implicit|stacked``), the one scoring path that Best-of-N and evaluation use too. Its models are prepared
   the way TRL prepares reward models: eval mode, no gradients, placed on the training device, and
   sharded by DeepSpeed under ZeRO-3.
 - :class:`OracleScorer`: the visual-arith world's exact checker (``rlvprm.world.check``), 1 for a
@@ -153,7 +153,8 @@ class PRMScorer:
     def prepare(self, accelerator, deepspeed: bool) -> None:
         """Prepare the PRM's models as TRL prepares reward models (eval mode, no grad, sharded under ZeRO-3).
 
-        A ``ProcessRewardModel`` keeps its model on its backend; an implicit PRM has a model and a reference.
+        A ``ProcessRewardModel`` keeps its model on its backend; an implicit PRM has a model and a reference;
+        a stacked scorer's models are its components'.
         """
         for holder, name, model in _models(self.prm):
             model.eval()
