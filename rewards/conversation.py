@@ -77,6 +77,7 @@ class Conversation:
     turns: list[Turn]
     num_images: int
     labels: list[str] | None = None  # "+"/"-" per step, the training targets; None when scoring
+    steps: list[str] = field(default_factory=list)  # each step's text, as it stands at the end of its user turn
     num_steps: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -138,7 +139,7 @@ def build_conversation(
             turns.append(Turn("user", [step]))
         answer = norm_labels[i] if labels_in_input else GOOD
         turns.append(Turn("assistant", [answer]))
-    return Conversation(turns, num_images, norm_labels)
+    return Conversation(turns, num_images, norm_labels, list(steps))
 
 
 def _label(x: str | bool | int) -> str:

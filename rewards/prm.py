@@ -22,6 +22,7 @@ from PIL import Image
 from rewards.aggregate import aggregate
 from rewards.backends.base import Backend
 from rewards.conversation import Conversation, build_conversation
+from rewards.likelihood_feature import FEATURE_CONFIG, LikelihoodFeature
 from rewards.steps import SEPARATOR, Step, join_steps, split_steps
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,8 @@ class ProcessRewardModel:
     ) -> "ProcessRewardModel":
         """Load a PRM from a local folder or hub id.
 
-        ``backend``: ``hf`` (transformers Auto classes), ``internvl-remote`` (the released
+        A folder with ``likelihood_feature.json`` (``rlvprm train-prm --likelihood-feature``) scores
+        with that feature (``rewards.likelihood_feature``). ``backend``: ``hf`` (transformers Auto classes), ``internvl-remote`` (the released
         VisualPRM checkpoints' remote-code format; needs ``trust_remote_code=True``) or ``auto``.
         Remaining keyword arguments go to :class:`ProcessRewardModel` (``max_steps``,
         ``aggregation``, ``batch_size``, ``orm``).
@@ -108,8 +110,10 @@ class ProcessRewardModel:
             from rewards.loading import load_vlm
 
             model, processor = load_vlm(path_or_id, dtype=dt, device=dev, trust_remote_code=trust_remote_code)
-            be = HFBackend(model, processor, max_length=max_length)
+            be = HFBackend(model, processor, max_length=max_length, feature=LikelihoodFeature.load(path_or_id))
         elif backend == "internvl-remote":
+            if LikelihoodFeature.load(path_or_id) is not None:
+                raise ValueError(f"{path_or_id} has a likelihood feature ({FEATURE_CONFIG}), which only the hf backend computes")
             if not trust_remote_code:
                 raise ValueError(
                     f"{path_or_id} uses InternVL's remote-code format: pass trust_remote_code=True "

@@ -37,6 +37,8 @@ class EncodedBatch:
     inputs: dict[str, torch.Tensor]
     read_positions: list[list[int]]
     lengths: list[int] = field(default_factory=list)
+    # [start, end) of each step's text tokens, filled when a likelihood feature needs them
+    step_spans: list[list[tuple[int, int]]] | None = None
 
 
 class Backend(Protocol):

@@ -3,7 +3,8 @@
 Conversations are rendered with the processor's own chat template (content items of type text and
 image), so Qwen2-VL, Qwen2.5-VL, Qwen3-VL, InternVL-hf, LLaVA-family, Idefics3/SmolVLM and Gemma 3
 all work as long as their template renders a system turn. Logits are computed only at the read
-positions (``logits_to_keep``), never for the whole vocabulary at every token.
+positions (``logits_to_keep``), never for the whole vocabulary at every token; with a likelihood
+feature (``rewards.likelihood_feature``) also at the positions that predict the steps' tokens.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from PIL import Image
 
 from rewards.backends.base import EncodedBatch, InputError, answer_token_ids, find_read_positions
 from rewards.conversation import Conversation, to_chat_messages
+from rewards.likelihood_feature import LikelihoodFeature, add_feature, feature_positions, find_step_spans, running_min_feature
 
 
 def assistant_header(processor) -> str:
@@ -30,11 +32,12 @@ def assistant_header(processor) -> str:
 class HFBackend:
     """Score with a transformers model and its processor."""
 
-    def __init__(self, model, processor, max_length: int | None = None):
+    def __init__(self, model, processor, max_length: int | None = None, feature: LikelihoodFeature | None = None):
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.max_length = max_length
+        self.feature = feature
         header_text = assistant_header(processor)
         self.header_ids, self.good_id, self.bad_id = answer_token_ids(self.tokenizer, header_text)
         self.pad_id = self.tokenizer.pad_token_id
@@ -49,8 +52,9 @@ class HFBackend:
         return self.processor.apply_chat_template(to_chat_messages(conv), tokenize=False)
 
     def encode(
-        self, conversations: Sequence[Conversation], images: Sequence[Sequence[Image.Image]]
+        self, conversations: Sequence[Conversation], images: Sequence[Sequence[Image.Image]], step_spans: bool = False
     ) -> EncodedBatch:
+        """Model inputs and read positions; with ``step_spans`` (or a likelihood feature) each step's tokens too."""
         texts = [self.render(c) for c in conversations]
         has_images = [len(imgs) > 0 for imgs in images]
         kwargs = {}
@@ -68,7 +72,17 @@ class HFBackend:
             if self.max_length is not None and lengths[i] > self.max_length:
                 raise InputError(f"conversation {i} has {lengths[i]} tokens, over max_length={self.max_length}")
             read.append(find_read_positions(ids[i, : lengths[i]].tolist(), self.header_ids, answers, conv.num_steps))
-        return EncodedBatch(dict(enc), read, lengths)
+        spans = None
+        if step_spans or self.feature is not None:
+            spans = [self.step_spans(ids[i].tolist(), read[i], conv) for i, conv in enumerate(conversations)]
+        return EncodedBatch(dict(enc), read, lengths, spans)
+
+    def step_spans(self, ids: list[int], read_positions: list[int], conv: Conversation) -> list[tuple[int, int]]:
+        """``[start, end)`` of each step's text tokens in one encoded conversation."""
+        if len(conv.steps) != conv.num_steps:
+            raise InputError("the conversation does not carry its step texts; build it with build_conversation")
+        decode = lambda part: self.tokenizer.decode(part, skip_special_tokens=False)  # noqa: E731
+        return find_step_spans(decode, ids, read_positions, len(self.header_ids), conv.steps)
 
     def step_logits(self, batch: EncodedBatch) -> torch.Tensor:
         """``(B, S, 2)`` logits of ``+`` and ``-`` at each read position (padded steps are 0).
@@ -81,12 +95,19 @@ class HFBackend:
             for k, v in batch.inputs.items()
             if isinstance(v, torch.Tensor)
         }
-        keep = sorted({p for row in batch.read_positions for p in row})
+        keep = {p for row in batch.read_positions for p in row}
+        if self.feature is not None:
+            keep |= set(feature_positions(batch.step_spans))
+        keep = sorted(keep)
         index = {p: j for j, p in enumerate(keep)}
-        out = self.model(**inputs, logits_to_keep=torch.tensor(keep, device=device), use_cache=False)
+        keep_t = torch.tensor(keep, device=device)
+        out = self.model(**inputs, logits_to_keep=keep_t, use_cache=False)
         logits = out.logits[..., [self.good_id, self.bad_id]].float()  # (B, K, 2)
         steps = max(len(r) for r in batch.read_positions)
         result = torch.zeros(len(batch.read_positions), steps, 2, device=logits.device)
         for i, row in enumerate(batch.read_positions):
             result[i, : len(row)] = logits[i, [index[p] for p in row]]
+        if self.feature is not None:
+            feature = running_min_feature(out.logits, keep_t, batch.inputs["input_ids"], batch.step_spans)
+            result = add_feature(result, feature, self.feature)
         return result

@@ -24,7 +24,8 @@ PRMs, implicit PRMs, the policy's likelihood) fitted on step labels (``rlvprm.pr
 **Output.** ``output_dir`` receives a model that loads straight into
 ``rewards.ProcessRewardModel.from_pretrained`` (``kind=prm``; LoRA adapters merged) or
 ``rewards.likelihood.ImplicitPRM.from_pretrained`` (``kind=implicit``, with ``implicit_prm.json``
-naming the reference and beta), the processor, ``train_prm.json`` (both configs, data counts, label
+naming the reference and beta; with ``--likelihood-feature``, ``likelihood_feature.json``), the
+processor, ``train_prm.json`` (both configs, data counts, label
 prior, time, the Trainer's log history, the last evaluation), ``curves.png`` (the loss and the
 evaluations against the step; ``python -m rlvprm.plots train-prm RUN...`` overlays runs) and
 ``skipped.jsonl`` when records were skipped. Checkpoints (``checkpoint-N``) resume with
@@ -111,6 +112,9 @@ class TrainPRMConfig:
                                            "before the first '-' (0: off)")
     aux_bag_weight: float = field(0.0, help="kind prm: weight of an auxiliary target at each read position: the "
                                             "bag of token ids of the judged step (0: off; use with label_loss two_way)")
+    likelihood_feature: bool = field(False, help="kind prm: add the model's own running-minimum step log-probability "
+                                                 "to the '+' logit, in training and in scoring (rewards.likelihood_feature; "
+                                                 "saved as likelihood_feature.json); use with aux_lm_weight > 0")
     beta: float = field(0.05, help="kind implicit: reward scale beta of r = beta * log(pi / pi_ref) (PRIME: 0.05)")
     reference: str | None = field(None, help="kind implicit: frozen reference model (default: --init; with LoRA, "
                                              "the model with its adapters off)")
@@ -151,8 +155,9 @@ class TrainPRMConfig:
             raise ValueError("stacked_l2 must be >= 0")
         if self.balance_outcomes and self.kind != "implicit":
             raise ValueError("balance_outcomes applies to kind 'implicit' only")
-        if self.kind != "prm" and (self.labels_in_input or self.aux_lm_weight or self.aux_bag_weight):
-            raise ValueError(f"labels_in_input, aux_lm_weight and aux_bag_weight apply to kind 'prm', not {self.kind!r}")
+        if self.kind != "prm" and (self.labels_in_input or self.aux_lm_weight or self.aux_bag_weight or self.likelihood_feature):
+            raise ValueError("labels_in_input, aux_lm_weight, aux_bag_weight and likelihood_feature apply to kind 'prm', "
+                             f"not {self.kind!r}")
         if self.kind == "prm" and self.reference is not None:
             raise ValueError("reference applies to kind 'implicit' only")
         if not self.beta > 0:
@@ -172,16 +177,20 @@ class TrainPRMConfig:
 
 
 class SaveProcessor(TrainerCallback):
-    """Write the processor into every checkpoint, so a full-weight checkpoint loads for scoring."""
+    """Write the processor (and a likelihood feature) into every checkpoint, so a full-weight checkpoint loads for scoring."""
 
-    def __init__(self, processor):
+    def __init__(self, processor, feature=None):
         self.processor = processor
+        self.feature = feature
 
     def on_save(self, args, state, control, **kwargs):
         from rewards.backends.processors import save_processor
 
         if state.is_world_process_zero:
-            save_processor(self.processor, Path(args.output_dir) / f"checkpoint-{state.global_step}")
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            save_processor(self.processor, folder)
+            if self.feature is not None:
+                self.feature.save(folder)
 
 
 def load_records(cfg: TrainPRMConfig, skipped: list[dict], seed: int = 0) -> tuple[list, str | None]:
@@ -234,6 +243,7 @@ def resume_arg(value: str | None) -> str | bool | None:
 
 
 def main(cfg: TrainPRMConfig, args: PRMTrainingArguments) -> dict:
+    from rewards.likelihood_feature import LikelihoodFeature
     from rewards.prm import resolve_dtype
     from rlvprm.prm_training.collate import OutcomeCollator, StepLabelCollator
     from rlvprm.prm_training.data import RecordDataset, check_lengths
@@ -273,9 +283,10 @@ def main(cfg: TrainPRMConfig, args: PRMTrainingArguments) -> dict:
     sizes = trainable_summary(model)
     log.info("%s parameters, %s trainable", f"{sizes['parameters']:,}", f"{sizes['trainable_parameters']:,}")
 
+    feature = LikelihoodFeature() if cfg.likelihood_feature else None
     if cfg.kind == "prm":
         collator = StepLabelCollator(processor, cfg.labels_in_input, lm_steps=cfg.aux_lm_weight > 0,
-                                     bag_steps=cfg.aux_bag_weight > 0)
+                                     bag_steps=cfg.aux_bag_weight > 0, feature_spans=cfg.likelihood_feature)
     else:
         collator = OutcomeCollator(processor)
     dataset = RecordDataset(records, image_root)
@@ -287,9 +298,9 @@ def main(cfg: TrainPRMConfig, args: PRMTrainingArguments) -> dict:
     eval_set = load_eval_set(cfg.eval_data, cfg.eval_image_root, cfg.eval_limit) if cfg.eval_data else None
 
     trainer = PRMTrainer(
-        model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=[SaveProcessor(processor)],
+        model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=[SaveProcessor(processor, feature)],
         kind=cfg.kind, processor=processor, label_loss=cfg.label_loss, aux_lm_weight=cfg.aux_lm_weight,
-        aux_bag_weight=cfg.aux_bag_weight,
+        aux_bag_weight=cfg.aux_bag_weight, likelihood_feature=feature,
         good_id=getattr(collator, "good_id", None), bad_id=getattr(collator, "bad_id", None), reference=reference,
         beta=cfg.beta, implicit_score=cfg.implicit_score, implicit_running_min=cfg.implicit_running_min, eval_set=eval_set, eval_threshold=cfg.eval_threshold,
     )
@@ -327,6 +338,8 @@ def main(cfg: TrainPRMConfig, args: PRMTrainingArguments) -> dict:
             ref = str(Path(ref).resolve()) if Path(ref).exists() else ref
             (out / IMPLICIT_CONFIG).write_text(json.dumps({"reference": ref, "beta": cfg.beta, "score": cfg.implicit_score,
                                                            "running_min": cfg.implicit_running_min}, indent=1) + "\n")
+        if feature is not None:
+            feature.save(out)
         (out / "train_prm.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
         from rlvprm.plots import plot_runs
 

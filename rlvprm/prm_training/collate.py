@@ -18,13 +18,17 @@ what it reads, an attempt to break the tiny-model plateau of DESIGN.md section 7
 ``rewards.likelihood.encode_solutions`` (what ``ImplicitPRM`` scores with), with the solution mask
 and the outcome labels.
 
+With ``feature_spans=True`` (a PRM with a likelihood feature, ``rewards.likelihood_feature``) the
+batch carries ``step_spans`` ``(B, S, 2)``: ``[start, end)`` of each step's text tokens, found by the
+scorer's own ``HFBackend.step_spans`` (``-1`` for padded steps).
+
 With ``bag_steps=True`` the batch carries ``step_index`` ``(B, L)``: which step's user turn each
 token belongs to (-1 elsewhere), from which the trainer builds a bag-of-tokens target at each read
 position (the auxiliary target of ``--aux-bag-weight``).
 
 Batch keys besides the model inputs: ``step_targets`` ``(B, L)`` (label token ids at read positions,
 -100 elsewhere), ``lm_targets`` ``(B, L)`` (the next token's id where an LM target applies, -100
-elsewhere), ``step_index`` ``(B, L)``, ``solution_mask`` ``(B, T)`` and ``outcomes`` ``(B,)``.
+elsewhere), ``step_index`` ``(B, L)``, ``step_spans`` ``(B, S, 2)``, ``solution_mask`` ``(B, T)`` and ``outcomes`` ``(B,)``.
 """
 
 from __future__ import annotations
@@ -44,13 +48,15 @@ IGNORE = -100
 class StepLabelCollator:
     """Step-labelled examples into model inputs and ``step_targets`` (and ``lm_targets``)."""
 
-    def __init__(self, processor, labels_in_input: bool = False, lm_steps: bool = False, bag_steps: bool = False):
+    def __init__(self, processor, labels_in_input: bool = False, lm_steps: bool = False, bag_steps: bool = False,
+                 feature_spans: bool = False):
         # encode() needs only the processor: no model is attached to this backend.
         self.backend = HFBackend(None, processor)
         self.processor = processor
         self.labels_in_input = labels_in_input
         self.lm_steps = lm_steps
         self.bag_steps = bag_steps
+        self.feature_spans = feature_spans
         self.good_id, self.bad_id = self.backend.good_id, self.backend.bad_id
         tok = processor.tokenizer
         image_token = getattr(processor, "image_token", None)
@@ -67,7 +73,7 @@ class StepLabelCollator:
 
     def __call__(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
         convs = [self.conversation(ex) for ex in examples]
-        batch = self.backend.encode(convs, [ex.images for ex in examples])
+        batch = self.backend.encode(convs, [ex.images for ex in examples], step_spans=self.feature_spans)
         ids = batch.inputs["input_ids"]
         targets = torch.full_like(ids, IGNORE)
         for i, (conv, positions) in enumerate(zip(convs, batch.read_positions)):
@@ -80,6 +86,11 @@ class StepLabelCollator:
             out["lm_targets"] = self._lm_targets(ids, batch.read_positions, convs)
         if self.bag_steps:
             out["step_index"] = self._step_index(ids, batch.read_positions)
+        if self.feature_spans:
+            spans = torch.full((len(convs), max(c.num_steps for c in convs), 2), -1, dtype=torch.long)
+            for i, row in enumerate(batch.step_spans):
+                spans[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            out["step_spans"] = spans
         return out
 
     def _step_spans(self, row: list[int], positions: list[int]) -> list[range]:

@@ -8,10 +8,12 @@ Trainer's own.
 that carry a target (the read positions, plus the LM positions when ``aux_lm_weight > 0``), the
 step label loss (``losses.step_label_loss``) plus ``aux_lm_weight`` times the mean next-token loss
 on the LM positions, plus ``aux_bag_weight`` times :func:`bag_of_tokens_loss` at the read
-positions. ``kind="implicit"``: token log-probabilities of the solution under the trained model
-and under the frozen reference (``rewards.likelihood.token_logprobs``, the scorer's own code) and
-PRIME's outcome loss. With LoRA the reference is the same model with its adapters
-switched off, so no second copy is held.
+positions. With a likelihood feature (``rewards.likelihood_feature``) the logits at the positions
+that predict the steps' tokens are kept too, and the label loss sees the ``+`` logit with the
+feature added, exactly as the scorer computes it. ``kind="implicit"``: token log-probabilities of
+the solution under the trained model and under the frozen reference
+(``rewards.likelihood.token_logprobs``, the scorer's own code) and PRIME's outcome loss. With LoRA
+the reference is the same model with its adapters switched off, so no second copy is held.
 
 ``evaluate`` scores a VisualProcessBench-format set with the scorer the saved model will be used
 as (``ProcessRewardModel`` on the current weights, or ``ImplicitPRM``) and logs
@@ -20,7 +22,8 @@ as (``ProcessRewardModel`` on the current weights, or ``ImplicitPRM``) and logs
 run the same forward passes), so keep the set small; only the main process reports.
 
 Besides the loss, training logs ``label_loss``, ``label_accuracy`` (the two-way prediction at the
-read positions against the label), ``lm_loss``, or for implicit PRMs ``reward_mean`` and
+read positions against the label), ``lm_loss``, with a likelihood feature ``feature_good`` and
+``feature_bad`` (its mean on right and on wrong steps), or for implicit PRMs ``reward_mean`` and
 ``outcome_accuracy`` (sign of the sequence reward against the outcome), averaged over the logging
 interval.
 """
@@ -37,6 +40,7 @@ from transformers import PreTrainedModel, Trainer
 
 from rewards.backends.hf import HFBackend
 from rewards.likelihood import ImplicitPRM, token_logprobs
+from rewards.likelihood_feature import LikelihoodFeature, add_feature, feature_positions, running_min_feature
 from rewards.prm import ProcessRewardModel
 from rlvprm.prm_training.collate import IGNORE
 from rlvprm.prm_training.evaluation import EvalSet, flat_metrics, score_eval_set
@@ -59,6 +63,18 @@ class AdapterOff(torch.nn.Module):
             return self.inner(**kwargs)
 
 
+def step_numbers(rows: torch.Tensor) -> torch.Tensor:
+    """Which step of its row each read position judges, for ``rows`` sorted as ``nonzero`` lists them.
+
+    >>> step_numbers(torch.tensor([0, 0, 0, 1, 1, 3])).tolist()
+    [0, 1, 2, 0, 1, 0]
+    """
+    k = torch.zeros_like(rows)
+    for j in range(1, len(rows)):
+        k[j] = k[j - 1] + 1 if rows[j] == rows[j - 1] else 0
+    return k
+
+
 def bag_of_tokens_loss(logits: torch.Tensor, input_ids: torch.Tensor, step_index: torch.Tensor,
                        rows: torch.Tensor) -> torch.Tensor:
     """Auxiliary target: at each read position, which vocabulary tokens the judged step contains.
@@ -72,9 +88,7 @@ def bag_of_tokens_loss(logits: torch.Tensor, input_ids: torch.Tensor, step_index
     """
     n, vocab = logits.shape
     bags = torch.zeros(n, vocab, device=logits.device)
-    k_in_row = torch.zeros_like(rows)
-    for j in range(1, n):  # rows are sorted: count read positions within each row
-        k_in_row[j] = k_in_row[j - 1] + 1 if rows[j] == rows[j - 1] else 0
+    k_in_row = step_numbers(rows)
     for j in range(n):
         tokens = input_ids[rows[j]][step_index[rows[j]] == k_in_row[j]]
         bags[j, tokens[tokens < vocab]] = 1.0
@@ -93,6 +107,7 @@ class PRMTrainer(Trainer):
         label_loss: str = "full_vocab",
         aux_lm_weight: float = 0.0,
         aux_bag_weight: float = 0.0,
+        likelihood_feature: LikelihoodFeature | None = None,
         good_id: int | None = None,
         bad_id: int | None = None,
         reference=None,
@@ -109,6 +124,7 @@ class PRMTrainer(Trainer):
         self.label_loss = label_loss
         self.aux_lm_weight = aux_lm_weight
         self.aux_bag_weight = aux_bag_weight
+        self.likelihood_feature = likelihood_feature
         self.good_id, self.bad_id = good_id, bad_id
         self.reference = reference
         self.beta = beta
@@ -131,15 +147,30 @@ class PRMTrainer(Trainer):
         targets = inputs.pop("step_targets")  # (B, L)
         lm = inputs.pop("lm_targets", None)  # (B, L) or None
         step_index = inputs.pop("step_index", None)  # (B, L) or None
+        spans = inputs.pop("step_spans", None)  # (B, S, 2) or None
         rows, pos = (targets != IGNORE).nonzero(as_tuple=True)
-        keep = pos
+        keep = [pos]
         if lm is not None and self.aux_lm_weight > 0:
             lm_rows, lm_pos = (lm != IGNORE).nonzero(as_tuple=True)
-            keep = torch.cat([pos, lm_pos])
-        keep = torch.unique(keep)  # sorted: the positions whose logits are computed
+            keep.append(lm_pos)
+        if self.likelihood_feature is not None:
+            if spans is None:
+                raise ValueError("a likelihood feature needs step_spans in the batch (StepLabelCollator(feature_spans=True))")
+            spans = [[(s, e) for s, e in row if s >= 0] for row in spans.tolist()]
+            keep.append(torch.tensor(feature_positions(spans), device=pos.device, dtype=pos.dtype))
+        keep = torch.unique(torch.cat(keep))  # sorted: the positions whose logits are computed
         logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits  # (B, K, V)
-        picked = logits[rows, torch.searchsorted(keep, pos)]  # (N, V)
+        picked = raw = logits[rows, torch.searchsorted(keep, pos)]  # (N, V)
         labels = targets[rows, pos]
+        if self.likelihood_feature is not None:
+            feature = running_min_feature(logits, keep, inputs["input_ids"], spans)[rows, step_numbers(rows)]  # (N,)
+            pair = add_feature(picked[:, [self.good_id, self.bad_id]], feature, self.likelihood_feature)
+            picked = picked.clone()
+            picked[:, self.good_id] = pair[:, 0]
+            with torch.no_grad():  # the feature's mean on right and on wrong steps
+                for name, label in (("feature_good", self.good_id), ("feature_bad", self.bad_id)):
+                    if (labels == label).any():
+                        self._metrics[name].append(feature[labels == label].mean().item())
         loss = step_label_loss(picked, labels, self.good_id, self.bad_id, self.label_loss)
         with torch.no_grad():
             judged_good = picked[:, self.good_id] > picked[:, self.bad_id]
@@ -151,7 +182,7 @@ class PRMTrainer(Trainer):
             self._metrics["lm_loss"].append(lm_loss.item())
             loss = loss + self.aux_lm_weight * lm_loss
         if step_index is not None and self.aux_bag_weight > 0:
-            bag_loss = bag_of_tokens_loss(picked, inputs["input_ids"], step_index, rows)
+            bag_loss = bag_of_tokens_loss(raw, inputs["input_ids"], step_index, rows)
             self._metrics["bag_loss"].append(bag_loss.item())
             loss = loss + self.aux_bag_weight * bag_loss
         return loss
@@ -209,7 +240,7 @@ class PRMTrainer(Trainer):
             reference = self.reference if self.reference is not None else AdapterOff(model)
             return ImplicitPRM(model, reference, self.processor, beta=self.beta, score=self.implicit_score,
                                running_min=self.implicit_running_min, batch_size=batch)
-        return ProcessRewardModel(HFBackend(model, self.processor), batch_size=batch)
+        return ProcessRewardModel(HFBackend(model, self.processor, feature=self.likelihood_feature), batch_size=batch)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         data = eval_dataset if eval_dataset is not None else self.eval_set

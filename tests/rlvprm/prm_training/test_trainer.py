@@ -32,3 +32,44 @@ def test_read_positions_of_several_rows_find_their_own_steps():
     logits[1, 2] = 20.0
     logits[2, 3] = 20.0
     assert bag_of_tokens_loss(logits, input_ids, step_index, rows).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_step_numbers_count_read_positions_within_each_row():
+    from rlvprm.prm_training import trainer
+
+    assert trainer.step_numbers(torch.tensor([0, 0, 1, 1, 1, 4])).tolist() == [0, 1, 0, 1, 2, 0]
+    assert trainer.step_numbers(torch.tensor([], dtype=torch.long)).tolist() == []
+
+
+def test_label_loss_with_a_likelihood_feature_is_the_scorers_cross_entropy(tiny_models, raw_file, tmp_path):
+    """The trainer's label loss sees the '+' logit with the feature added, exactly as the scorer reads it."""
+    from transformers import TrainingArguments
+
+    from rewards.backends.hf import HFBackend
+    from rewards.likelihood_feature import LikelihoodFeature
+    from rewards.prm import ProcessRewardModel
+    from rlvprm.labeling.formats import read_prm_records
+    from rlvprm.prm_training.collate import StepLabelCollator
+    from rlvprm.prm_training.data import RecordDataset
+    from rlvprm.prm_training.model import load_model
+    from rlvprm.prm_training.trainer import PRMTrainer
+
+    model, processor = load_model(tiny_models("qwen2-vl"), torch.float32)
+    feature = LikelihoodFeature(weight=0.7, bias=0.3)
+    dataset = RecordDataset(list(read_prm_records(raw_file, image_root=raw_file.parent)), raw_file.parent)
+    examples = [dataset[i] for i in range(4)]
+    collator = StepLabelCollator(processor, feature_spans=True)
+    batch = collator(examples)
+    assert batch["step_spans"].shape == (4, 3, 2) and (batch["step_spans"][2, 2] == -1).all()  # record 2: 2 steps
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    trainer = PRMTrainer(model=model, args=args, kind="prm", processor=processor, label_loss="two_way",
+                         likelihood_feature=feature, good_id=collator.good_id, bad_id=collator.bad_id)
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, dict(batch)).item()
+    scorer = ProcessRewardModel(HFBackend(model, processor, feature=feature))
+    nll = []
+    for ex in examples:
+        probs = scorer.score_group(ex.record.question, ex.images, [ex.record.steps])[0].step_scores
+        nll += [-math.log(p if label == "+" else 1 - p) for p, label in zip(probs, ex.record.labels)]
+    assert loss == pytest.approx(sum(nll) / len(nll), rel=1e-4)
+    assert set(trainer._metrics) >= {"feature_good", "feature_bad", "label_loss"}

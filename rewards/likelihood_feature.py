@@ -1,0 +1,135 @@
+"""The likelihood feature of a ``+``/``-`` PRM: the model's own surprise at a step, added to its verdict.
+
+A VisualPRM-style PRM reads each step's verdict from the logits of ``+`` and ``-`` at the step's read
+position. With the feature on, the same forward pass also yields the model's next-token
+log-probabilities of the step's own tokens (inside the PRM conversation, where the step stands in a
+user turn). Per step ``k`` the feature is the running minimum, over the steps so far, of the least
+likely token of each step:
+
+    f_k = min_{j <= k} min_{t in step j} log p(x_t | x_<t)
+
+and the ``+`` logit becomes ``logit(+) + weight * f_k + bias`` (``-`` unchanged), so
+``P(+) = sigmoid(logit(+) - logit(-) + weight * f_k + bias)``. With ``weight`` 0 the scorer is the plain
+VisualPRM-style PRM.
+
+Why (DESIGN.md section 7): a small PRM trained on ``+``/``-`` labels alone does not learn to carry a
+step's content to its read position, while the same model, trained with an auxiliary language-model
+loss on correct steps, predicts the step's tokens well enough that its own surprise separates right
+from wrong steps. The feature gives the verdict a direct path to that surprise; training moves both
+(the label loss flows through ``f_k`` into the step tokens' probabilities). ``weight`` and ``bias``
+stay fixed during training (the model sets the scale of its own log-probabilities) and are saved
+beside the model as ``likelihood_feature.json``, which ``ProcessRewardModel.from_pretrained`` reads.
+
+A step's tokens are found in token space (:func:`find_step_spans`): the shortest run of tokens just
+before the step's assistant header whose decoding contains the step's text, so the chat markup and,
+for the first step, the question are not part of it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from rewards.backends.base import InputError
+
+FEATURE_CONFIG = "likelihood_feature.json"
+
+
+@dataclass(frozen=True)
+class LikelihoodFeature:
+    """How the running-minimum step log-probability enters the ``+`` logit."""
+
+    weight: float = 1.0
+    bias: float = 0.0
+
+    def save(self, folder: str | Path) -> None:
+        (Path(folder) / FEATURE_CONFIG).write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "LikelihoodFeature | None":
+        """The feature saved in ``folder``, or ``None`` when the PRM has none (or ``folder`` is a hub id)."""
+        path = Path(folder) / FEATURE_CONFIG
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        unknown = set(data) - {"weight", "bias"}
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+        return cls(float(data.get("weight", 1.0)), float(data.get("bias", 0.0)))
+
+
+def find_step_spans(
+    decode, ids: Sequence[int], read_positions: Sequence[int], header_len: int, steps: Sequence[str]
+) -> list[tuple[int, int]]:
+    """``[start, end)`` token positions of each step's text in one encoded conversation.
+
+    ``decode`` maps a list of token ids to text (the tokenizer's, special tokens kept); step ``k``'s
+    text lies before its assistant header, which starts at ``read_positions[k] - header_len + 1``.
+    The span is the shortest run of tokens there whose decoding contains the stripped step text, so
+    a token merged across the text's boundary is included and markup is not.
+
+    >>> vocab = {1: "<u>", 2: "3+4", 3: "=7", 4: "</u>", 5: "<a>", 6: "+"}
+    >>> dec = lambda ids: "".join(vocab[i] for i in ids)
+    >>> find_step_spans(dec, [1, 2, 3, 4, 5, 6, 1, 3, 4, 5, 6], [4, 9], 1, ["3+4=7", "=7"])
+    [(1, 3), (7, 8)]
+    """
+    spans = []
+    lower = 0
+    for k, (p, step) in enumerate(zip(read_positions, steps)):
+        stop = p - header_len + 1
+        target = step.strip()
+        start = stop
+        while start > lower and target not in decode(list(ids[start:stop])):
+            start -= 1
+        if target not in decode(list(ids[start:stop])):
+            raise InputError(f"step {k + 1}'s text was not found among its tokens (the chat template changed it?)")
+        end = stop
+        while end - 1 > start and target in decode(list(ids[start : end - 1])):
+            end -= 1
+        spans.append((start, end))
+        lower = p + 2  # after this step's placeholder
+    return spans
+
+
+def feature_positions(spans: Sequence[Sequence[tuple[int, int]]]) -> list[int]:
+    """Positions whose logits predict a step token (``t - 1`` for every token ``t`` of every span)."""
+    return sorted({t - 1 for row in spans for start, end in row for t in range(start, end)})
+
+
+def running_min_feature(
+    logits: torch.Tensor, keep: torch.Tensor, input_ids: torch.Tensor, spans: Sequence[Sequence[tuple[int, int]]]
+) -> torch.Tensor:
+    """``(B, S)``: ``f_k`` of every step (0 for padded steps), differentiable in ``logits``.
+
+    ``logits`` ``(B, K, V)`` are the model's logits at the sorted positions ``keep`` ``(K,)``, which
+    must include :func:`feature_positions` of ``spans``; ``input_ids`` ``(B, L)``.
+
+    >>> logits = torch.zeros(1, 3, 4)  # uniform over 4 tokens: every log-probability is log(1/4)
+    >>> logits[0, 0, 2] = 10.0  # position 0 is sure of token 2
+    >>> f = running_min_feature(logits, torch.tensor([0, 1, 2]), torch.tensor([[0, 2, 1, 3]]), [[(1, 2), (2, 4)]])
+    >>> [round(x, 3) for x in f[0].tolist()]  # step 1: token 2 at p ~ 1; step 2 adds log(1/4)
+    [-0.0, -1.386]
+    """
+    steps = max((len(row) for row in spans), default=0)
+    out = torch.zeros(len(spans), steps, device=logits.device)
+    for i, row in enumerate(spans):
+        running = None
+        for k, (start, end) in enumerate(row):
+            targets = input_ids[i, start:end].to(logits.device)
+            at = torch.searchsorted(keep.to(logits.device), torch.arange(start - 1, end - 1, device=logits.device))
+            rows = logits[i, at].float()  # (n, V)
+            logp = rows.gather(1, targets[:, None]).squeeze(1) - torch.logsumexp(rows, dim=-1)
+            worst = logp.min()
+            running = worst if running is None else torch.minimum(running, worst)
+            out[i, k] = running
+    return out
+
+
+def add_feature(plus_minus: torch.Tensor, feature: torch.Tensor, config: LikelihoodFeature) -> torch.Tensor:
+    """``(..., 2)`` ``+``/``-`` logits with ``weight * f + bias`` added to the ``+`` logit."""
+    shift = config.weight * feature + config.bias
+    return torch.stack([plus_minus[..., 0] + shift, plus_minus[..., 1]], dim=-1)
