@@ -115,6 +115,9 @@ class TrainPRMConfig:
     likelihood_feature: bool = field(False, help="kind prm: add the model's own running-minimum step log-probability "
                                                  "to the '+' logit, in training and in scoring (rewards.likelihood_feature; "
                                                  "saved as likelihood_feature.json); use with aux_lm_weight > 0")
+    feature_gradient: bool = field(False, help="kind prm, with likelihood_feature: let the label loss train the step "
+                                               "tokens' probabilities through the feature (default: the feature is "
+                                               "detached there, so only the LM loss shapes it)")
     beta: float = field(0.05, help="kind implicit: reward scale beta of r = beta * log(pi / pi_ref) (PRIME: 0.05)")
     reference: str | None = field(None, help="kind implicit: frozen reference model (default: --init; with LoRA, "
                                              "the model with its adapters off)")
@@ -162,6 +165,8 @@ class TrainPRMConfig:
             raise ValueError("reference applies to kind 'implicit' only")
         if not self.beta > 0:
             raise ValueError(f"beta must be > 0, got {self.beta}")
+        if self.feature_gradient and not self.likelihood_feature:
+            raise ValueError("feature_gradient applies with likelihood_feature only")
         if self.aux_lm_weight < 0 or self.aux_bag_weight < 0:
             raise ValueError("aux_lm_weight and aux_bag_weight must be >= 0")
         if not 0 <= self.threshold < 1:
@@ -301,6 +306,7 @@ def main(cfg: TrainPRMConfig, args: PRMTrainingArguments) -> dict:
         model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=[SaveProcessor(processor, feature)],
         kind=cfg.kind, processor=processor, label_loss=cfg.label_loss, aux_lm_weight=cfg.aux_lm_weight,
         aux_bag_weight=cfg.aux_bag_weight, likelihood_feature=feature,
+        feature_gradient=cfg.feature_gradient,
         good_id=getattr(collator, "good_id", None), bad_id=getattr(collator, "bad_id", None), reference=reference,
         beta=cfg.beta, implicit_score=cfg.implicit_score, implicit_running_min=cfg.implicit_running_min, eval_set=eval_set, eval_threshold=cfg.eval_threshold,
     )

@@ -10,7 +10,9 @@ step label loss (``losses.step_label_loss``) plus ``aux_lm_weight`` times the me
 on the LM positions, plus ``aux_bag_weight`` times :func:`bag_of_tokens_loss` at the read
 positions. With a likelihood feature (``rewards.likelihood_feature``) the logits at the positions
 that predict the steps' tokens are kept too, and the label loss sees the ``+`` logit with the
-feature added, exactly as the scorer computes it. ``kind="implicit"``: token log-probabilities of
+feature added, exactly as the scorer computes it; the label loss reaches the step tokens'
+probabilities through the feature only with ``feature_gradient`` (by default the feature is
+detached there and the auxiliary LM loss alone shapes it). ``kind="implicit"``: token log-probabilities of
 the solution under the trained model and under the frozen reference
 (``rewards.likelihood.token_logprobs``, the scorer's own code) and PRIME's outcome loss. With LoRA
 the reference is the same model with its adapters switched off, so no second copy is held.
@@ -108,6 +110,7 @@ class PRMTrainer(Trainer):
         aux_lm_weight: float = 0.0,
         aux_bag_weight: float = 0.0,
         likelihood_feature: LikelihoodFeature | None = None,
+        feature_gradient: bool = False,
         good_id: int | None = None,
         bad_id: int | None = None,
         reference=None,
@@ -125,6 +128,7 @@ class PRMTrainer(Trainer):
         self.aux_lm_weight = aux_lm_weight
         self.aux_bag_weight = aux_bag_weight
         self.likelihood_feature = likelihood_feature
+        self.feature_gradient = feature_gradient
         self.good_id, self.bad_id = good_id, bad_id
         self.reference = reference
         self.beta = beta
@@ -164,6 +168,8 @@ class PRMTrainer(Trainer):
         labels = targets[rows, pos]
         if self.likelihood_feature is not None:
             feature = running_min_feature(logits, keep, inputs["input_ids"], spans)[rows, step_numbers(rows)]  # (N,)
+            if not self.feature_gradient:
+                feature = feature.detach()  # only the LM loss shapes the step tokens' probabilities
             pair = add_feature(picked[:, [self.good_id, self.bad_id]], feature, self.likelihood_feature)
             picked = picked.clone()
             picked[:, self.good_id] = pair[:, 0]

@@ -265,3 +265,6 @@ def test_likelihood_feature_trains_is_saved_and_scores(tiny_models, data, tmp_pa
     with pytest.raises(ValueError, match="likelihood_feature apply to kind 'prm'"):
         parse([TrainPRMConfig, PRMTrainingArguments], ["--init", "x", "--data", "y", "--kind", "implicit",
                                                         "--likelihood-feature"], command="train-prm")
+    with pytest.raises(ValueError, match="feature_gradient applies with likelihood_feature only"):
+        parse([TrainPRMConfig, PRMTrainingArguments], ["--init", "x", "--data", "y", "--feature-gradient"],
+              command="train-prm")

@@ -73,3 +73,25 @@ def test_label_loss_with_a_likelihood_feature_is_the_scorers_cross_entropy(tiny_
         nll += [-math.log(p if label == "+" else 1 - p) for p, label in zip(probs, ex.record.labels)]
     assert loss == pytest.approx(sum(nll) / len(nll), rel=1e-4)
     assert set(trainer._metrics) >= {"feature_good", "feature_bad", "label_loss"}
+    # By default the label loss does not reach the step tokens through the feature: its gradient at
+    # the positions kept only for the feature is zero; with feature_gradient it is not.
+    from rewards.likelihood_feature import feature_positions
+
+    read = set((batch["step_targets"] != -100).nonzero()[:, 1].tolist())
+    spans = [[(a, b) for a, b in row if a >= 0] for row in batch["step_spans"].tolist()]
+    keep = sorted(read | set(feature_positions(spans)))
+    only_feature = [j for j, p in enumerate(keep) if p not in read]
+    assert only_feature
+    for through in (False, True):
+        trainer.feature_gradient = through
+        seen = []
+        def keep_grad(module, args, out):
+            out.retain_grad()
+            seen.append(out)
+
+        hook = model.lm_head.register_forward_hook(keep_grad)
+        trainer.compute_loss(model, dict(batch)).backward()
+        hook.remove()
+        model.zero_grad()
+        assert seen[0].shape[1] == len(keep)
+        assert (seen[0].grad[:, only_feature].abs().sum().item() > 0) == through
