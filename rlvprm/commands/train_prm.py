@@ -15,11 +15,14 @@ under ``accelerate launch`` on many GPUs (``recipes/launch/``).
 ``--threshold``, or VisualPRM400K conversations). Inputs are built by the scorer's own code
 (``build_conversation`` + ``HFBackend.encode``), so the targets sit exactly at the positions
 ``ProcessRewardModel`` reads; the loss is only on the label tokens (``--label-loss full_vocab``,
-the default, or ``two_way``; ``rlvprm.prm_training.losses``). ``implicit``: a PRIME-style implicit
+the default, or ``two_way``; ``rlvprm.prm_training.losses``). With ``--likelihood-feature`` the
+verdict also gets the model's own surprise at the step's tokens, in the same forward pass
+(``rewards.likelihood_feature``; train it with ``--aux-lm-weight``, which a small model needs to
+predict steps in the PRM conversation at all). ``implicit``: a PRIME-style implicit
 PRM from outcome labels only (``rewards.likelihood.ImplicitPRM``), against the frozen ``--reference``
 (default: ``--init``). ``stacked``: no gradient training; a logistic combination of scorers (trained
 PRMs, implicit PRMs, the policy's likelihood) fitted on step labels (``rlvprm.prm_training.stacked``,
-``rewards.stacked``): the ``+``/``-`` PRM with a likelihood feature.
+``rewards.stacked``).
 
 **Output.** ``output_dir`` receives a model that loads straight into
 ``rewards.ProcessRewardModel.from_pretrained`` (``kind=prm``; LoRA adapters merged) or
