@@ -81,7 +81,8 @@ class HFBackend:
         """``[start, end)`` of each step's text tokens in one encoded conversation."""
         if len(conv.steps) != conv.num_steps:
             raise InputError("the conversation does not carry its step texts; build it with build_conversation")
-        decode = lambda part: self.tokenizer.decode(part, skip_special_tokens=False)  # noqa: E731
+        decode = lambda part: self.tokenizer.decode(  # noqa: E731
+            part, skip_special_tokens=False, clean_up_tokenization_spaces=False)
         return find_step_spans(decode, ids, read_positions, len(self.header_ids), conv.steps)
 
     def step_logits(self, batch: EncodedBatch) -> torch.Tensor:

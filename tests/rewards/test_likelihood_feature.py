@@ -13,7 +13,7 @@ from rewards.likelihood_feature import FEATURE_CONFIG, LikelihoodFeature, find_s
 from rewards.prm import ProcessRewardModel
 
 QUESTION = "<image>\nWhat is the sum of the numbers?"
-STEPS = ["The numbers are 3, 7 and 5.", "3 + 7 = 10.", "  10 + 5 = 15.  ", "The answer is \\boxed{15}."]
+STEPS = ["The numbers are 3, 7 and 5.", "3 + 7 = 10 , so far .", "  10 + 5 = 15.  ", "The answer is \\boxed{15}."]
 
 
 def test_docstring_examples():
@@ -34,7 +34,8 @@ def test_step_spans_hold_exactly_each_step_text(prm, images):
         spans = batch.step_spans[i]
         assert len(spans) == conv.num_steps
         for (start, end), step, read in zip(spans, conv.steps, batch.read_positions[i]):
-            assert be.tokenizer.decode(ids[start:end]).strip() == step.strip()
+            text = be.tokenizer.decode(ids[start:end], clean_up_tokenization_spaces=False)
+            assert text.strip() == step.strip()
             assert end <= read  # the text ends before its own assistant header
         starts = [s for s, _ in spans]
         assert starts == sorted(starts) and spans[0][0] > 0
