@@ -277,3 +277,15 @@ def test_detect_backend_picks_internvl_remote(ckpt):
 def test_loading_without_trust_remote_code_is_refused(ckpt):
     with pytest.raises(ValueError, match="trust_remote_code=True"):
         ProcessRewardModel.from_pretrained(str(ckpt), backend="auto")
+
+
+def test_a_likelihood_feature_is_refused_by_the_remote_backend(ckpt, tmp_path):
+    import shutil
+
+    from rewards.likelihood_feature import LikelihoodFeature
+
+    folder = tmp_path / "with-feature"
+    shutil.copytree(ckpt, folder)
+    LikelihoodFeature().save(folder)
+    with pytest.raises(ValueError, match="only the hf backend"):
+        ProcessRewardModel.from_pretrained(str(folder), trust_remote_code=True, device="cpu", dtype="float32")
