@@ -9,8 +9,14 @@ accuracy next to the majority-class rate says whether the information is there b
 training: if even the control is not decodable, a ``+``/``-`` head has to build the path from the
 step's tokens to the read position from scratch.
 
+``--at likelihood`` asks the other question: does the model's own next-token probability of the
+step's tokens, in the same PRM conversation, separate right from wrong steps? It prints the AUC
+of the likelihood feature (``rewards.likelihood_feature``: each step's least likely token, and its
+running minimum over the steps so far) against the step labels, no fitting involved.
+
     python benchmarks/prm_read_probe.py --model rlvprm/data/checkpoints/toy-policy \\
         --data runs/world-train/vpb_test.jsonl --limit 400
+    python benchmarks/prm_read_probe.py --model runs/train-prm/visual-arith --data runs/world/vpb_test.jsonl --at likelihood
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="step-labelled records (conversations or VisualProcessBench)")
     parser.add_argument("--image-root", default=None, help="image folder (default: the data file's folder)")
     parser.add_argument("--limit", type=int, default=400, help="records to encode")
-    parser.add_argument("--at", choices=("read", "step-end"), default="read", help="which token's hidden state")
+    parser.add_argument("--at", choices=("read", "step-end", "likelihood"), default="read",
+                        help="which token's hidden state to probe, or 'likelihood': the AUC of the model's own "
+                             "step log-probability feature")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -40,6 +48,9 @@ def main() -> None:
     root = default_image_root(args.data, args.image_root)
     records = [r for _, r in zip(range(args.limit), read_prm_records(args.data, image_root=root))]
     backend = ProcessRewardModel.from_pretrained(args.model, device="cpu", dtype="float32").backend
+    if args.at == "likelihood":
+        likelihood_aucs(backend, records, root)
+        return
     end_id = backend.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
     feats: dict[int, list[torch.Tensor]] = {}
     control, labels = [], []
@@ -74,6 +85,36 @@ def main() -> None:
             acc = float((((x[cut:] @ torch.tensor(w, dtype=torch.float64) + b) > 0).double() == y[cut:]).double().mean())
             majority = float(max(y[cut:].mean(), 1 - y[cut:].mean()))
             print(f"{layer:>5} {name:>12} {acc:>13.3f} {majority:>9.3f}")
+
+
+def likelihood_aucs(backend, records, root) -> None:
+    """AUC of each step's least likely token and of its running minimum, against the step labels."""
+    from rewards.conversation import build_conversation
+    from rewards.likelihood_feature import feature_positions, running_min_feature, step_min_logprobs
+    from rlvprm.evaluation.vpb import auc
+    from rlvprm.prm_training.data import open_images
+
+    step_min: dict[str, list[float]] = {"+": [], "-": []}
+    running: dict[str, list[float]] = {"+": [], "-": []}
+    for start in range(0, len(records), 16):
+        chunk = records[start : start + 16]
+        convs = [build_conversation(r.question, r.steps, num_images=len(r.images)) for r in chunk]
+        batch = backend.encode(convs, [open_images(r, root) for r in chunk], step_spans=True)
+        keep = torch.tensor(feature_positions(batch.step_spans))
+        inputs = {k: v for k, v in batch.inputs.items() if isinstance(v, torch.Tensor)}
+        with torch.no_grad():
+            logits = backend.model(**inputs, logits_to_keep=keep, use_cache=False).logits
+            ids = batch.inputs["input_ids"]
+            own = step_min_logprobs(logits, keep, ids, batch.step_spans)
+            run = running_min_feature(logits, keep, ids, batch.step_spans)
+        for i, rec in enumerate(chunk):
+            for k, label in enumerate(rec.labels):
+                step_min[label].append(own[i, k].item())
+                running[label].append(run[i, k].item())
+    n = sum(len(v) for v in running.values())
+    print(f"{len(records)} records, {n} steps ({len(running['-'])} wrong)")
+    print(f"AUC of the step's least likely token:       {auc(step_min['+'], step_min['-']):.3f}")
+    print(f"AUC of its running minimum (the feature):   {auc(running['+'], running['-']):.3f}")
 
 
 if __name__ == "__main__":

@@ -100,13 +100,32 @@ def feature_positions(spans: Sequence[Sequence[tuple[int, int]]]) -> list[int]:
     return sorted({t - 1 for row in spans for start, end in row for t in range(start, end)})
 
 
+def step_min_logprobs(
+    logits: torch.Tensor, keep: torch.Tensor, input_ids: torch.Tensor, spans: Sequence[Sequence[tuple[int, int]]]
+) -> torch.Tensor:
+    """``(B, S)``: the log-probability of each step's least likely token (0 for padded steps).
+
+    ``logits`` ``(B, K, V)`` are the model's logits at the sorted positions ``keep`` ``(K,)``, which
+    must include :func:`feature_positions` of ``spans``; ``input_ids`` ``(B, L)``. Differentiable in
+    ``logits``.
+    """
+    steps = max((len(row) for row in spans), default=0)
+    out = torch.zeros(len(spans), steps, device=logits.device)
+    keep = keep.to(logits.device)
+    for i, row in enumerate(spans):
+        for k, (start, end) in enumerate(row):
+            targets = input_ids[i, start:end].to(logits.device)
+            at = torch.searchsorted(keep, torch.arange(start - 1, end - 1, device=logits.device))
+            rows = logits[i, at].float()  # (n, V)
+            logp = rows.gather(1, targets[:, None]).squeeze(1) - torch.logsumexp(rows, dim=-1)
+            out[i, k] = logp.min()
+    return out
+
+
 def running_min_feature(
     logits: torch.Tensor, keep: torch.Tensor, input_ids: torch.Tensor, spans: Sequence[Sequence[tuple[int, int]]]
 ) -> torch.Tensor:
-    """``(B, S)``: ``f_k`` of every step (0 for padded steps), differentiable in ``logits``.
-
-    ``logits`` ``(B, K, V)`` are the model's logits at the sorted positions ``keep`` ``(K,)``, which
-    must include :func:`feature_positions` of ``spans``; ``input_ids`` ``(B, L)``.
+    """``(B, S)``: ``f_k`` of every step, the running minimum of :func:`step_min_logprobs` over the steps.
 
     >>> logits = torch.zeros(1, 3, 4)  # uniform over 4 tokens: every log-probability is log(1/4)
     >>> logits[0, 0, 2] = 10.0  # position 0 is sure of token 2
@@ -114,19 +133,10 @@ def running_min_feature(
     >>> [round(x, 3) for x in f[0].tolist()]  # step 1: token 2 at p ~ 1; step 2 adds log(1/4)
     [-0.0, -1.386]
     """
-    steps = max((len(row) for row in spans), default=0)
-    out = torch.zeros(len(spans), steps, device=logits.device)
-    for i, row in enumerate(spans):
-        running = None
-        for k, (start, end) in enumerate(row):
-            targets = input_ids[i, start:end].to(logits.device)
-            at = torch.searchsorted(keep.to(logits.device), torch.arange(start - 1, end - 1, device=logits.device))
-            rows = logits[i, at].float()  # (n, V)
-            logp = rows.gather(1, targets[:, None]).squeeze(1) - torch.logsumexp(rows, dim=-1)
-            worst = logp.min()
-            running = worst if running is None else torch.minimum(running, worst)
-            out[i, k] = running
-    return out
+    per_step = step_min_logprobs(logits, keep, input_ids, spans)
+    if per_step.shape[1] == 0:
+        return per_step
+    return torch.cummin(per_step, dim=1).values
 
 
 def add_feature(plus_minus: torch.Tensor, feature: torch.Tensor, config: LikelihoodFeature) -> torch.Tensor:
