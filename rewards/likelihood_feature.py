@@ -15,10 +15,12 @@ VisualPRM-style PRM.
 Why (DESIGN.md section 7): a small PRM trained on ``+``/``-`` labels alone does not learn to carry a
 step's content to its read position, while the same model, trained with an auxiliary language-model
 loss on correct steps, predicts the step's tokens well enough that its own surprise separates right
-from wrong steps. The feature gives the verdict a direct path to that surprise; training moves both
-(the label loss flows through ``f_k`` into the step tokens' probabilities). ``weight`` and ``bias``
-stay fixed during training (the model sets the scale of its own log-probabilities) and are saved
-beside the model as ``likelihood_feature.json``, which ``ProcessRewardModel.from_pretrained`` reads.
+from wrong steps (``benchmarks/prm_read_probe.py --at likelihood``). The feature gives the verdict
+a direct path to that surprise. In training (``rlvprm train-prm --likelihood-feature``) the LM loss
+shapes the step tokens' probabilities and the label loss trains the ``+``/``-`` logits on top of
+the feature (it reaches the probabilities through ``f_k`` only with ``--feature-gradient``).
+``weight`` and ``bias`` stay fixed during training and are saved beside the model as
+``likelihood_feature.json``, which ``ProcessRewardModel.from_pretrained`` reads.
 
 A step's tokens are found in token space (:func:`find_step_spans`): the shortest run of tokens just
 before the step's assistant header whose decoding contains the step's text, so the chat markup and,

@@ -113,7 +113,9 @@ class ProcessRewardModel:
             be = HFBackend(model, processor, max_length=max_length, feature=LikelihoodFeature.load(path_or_id))
         elif backend == "internvl-remote":
             if LikelihoodFeature.load(path_or_id) is not None:
-                raise ValueError(f"{path_or_id} has a likelihood feature ({FEATURE_CONFIG}), which only the hf backend computes")
+                raise ValueError(
+                    f"{path_or_id} has a likelihood feature ({FEATURE_CONFIG}), which only the hf backend computes"
+                )
             if not trust_remote_code:
                 raise ValueError(
                     f"{path_or_id} uses InternVL's remote-code format: pass trust_remote_code=True "

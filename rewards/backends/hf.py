@@ -16,7 +16,13 @@ from PIL import Image
 
 from rewards.backends.base import EncodedBatch, InputError, answer_token_ids, find_read_positions
 from rewards.conversation import Conversation, to_chat_messages
-from rewards.likelihood_feature import LikelihoodFeature, add_feature, feature_positions, find_step_spans, running_min_feature
+from rewards.likelihood_feature import (
+    LikelihoodFeature,
+    add_feature,
+    feature_positions,
+    find_step_spans,
+    running_min_feature,
+)
 
 
 def assistant_header(processor) -> str:

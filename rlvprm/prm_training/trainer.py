@@ -12,8 +12,8 @@ positions. With a likelihood feature (``rewards.likelihood_feature``) the logits
 that predict the steps' tokens are kept too, and the label loss sees the ``+`` logit with the
 feature added, exactly as the scorer computes it; the label loss reaches the step tokens'
 probabilities through the feature only with ``feature_gradient`` (by default the feature is
-detached there and the auxiliary LM loss alone shapes it). ``kind="implicit"``: token log-probabilities of
-the solution under the trained model and under the frozen reference
+detached there and the auxiliary LM loss alone shapes it). ``kind="implicit"``: token
+log-probabilities of the solution under the trained model and under the frozen reference
 (``rewards.likelihood.token_logprobs``, the scorer's own code) and PRIME's outcome loss. With LoRA
 the reference is the same model with its adapters switched off, so no second copy is held.
 
@@ -159,7 +159,8 @@ class PRMTrainer(Trainer):
             keep.append(lm_pos)
         if self.likelihood_feature is not None:
             if spans is None:
-                raise ValueError("a likelihood feature needs step_spans in the batch (StepLabelCollator(feature_spans=True))")
+                raise ValueError("a likelihood feature needs step_spans in the batch "
+                                 "(StepLabelCollator(feature_spans=True))")
             spans = [[(s, e) for s, e in row if s >= 0] for row in spans.tolist()]
             keep.append(torch.tensor(feature_positions(spans), device=pos.device, dtype=pos.dtype))
         keep = torch.unique(torch.cat(keep))  # sorted: the positions whose logits are computed
