@@ -10,7 +10,8 @@ missing. With ``--scores`` the step scores come from a file in ``rlvprm score``'
 a record's line number in ``--data`` is its id, as ``rlvprm score`` writes it.
 
 Writes ``OUT/metrics.json`` (everything ``rlvprm.evaluation.vpb.evaluate`` reports, plus what was
-skipped) and ``OUT/metrics.md`` (the table). A record whose scores are missing or do not match its
+skipped and, when records name an ``error_type`` as the visual-arith world's sets do, the
+position-matched AUC per error type) and ``OUT/metrics.md`` (the table). A record whose scores are missing or do not match its
 steps stops the run with a message naming it; with ``--skip-bad`` it is counted and listed instead.
 
 ``--data`` that is not an existing file is read as a hub dataset id with
@@ -31,7 +32,7 @@ from typing import Any, Iterable, Literal
 from rlvprm.config import field
 from rlvprm.data.jsonl import RecordError, read_jsonl
 from rlvprm.data.records import parse_record
-from rlvprm.evaluation.vpb import ScoredSteps, evaluate, render_markdown
+from rlvprm.evaluation.vpb import ScoredSteps, evaluate, position_matched_auc_by_type, render_markdown
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,9 @@ def main(cfg: EvalVPBConfig) -> dict[str, Any]:
         why = {str(s["id"]): s["reason"] for _, s in read_jsonl(scorer_skips)}
         skipped = [{**s, "reason": why.get(s["id"], s["reason"])} for s in skipped]
     metrics = evaluate(records, cfg.threshold, sweep=cfg.sweep)
+    types = error_types(read_jsonl(data_path))
+    if types:
+        metrics["error_types"] = position_matched_auc_by_type(records, [types.get(r.id) for r in records])
     report = {
         "data": cfg.data,
         "judge": {"model": cfg.model} if cfg.model is not None else {"scores": cfg.scores},
@@ -128,6 +132,15 @@ def read_scores(path: str | Path) -> dict[str, list[float]]:
         if rid in out:
             raise RecordError(f"{path}:{line}: id {rid} appears twice")
         out[rid] = [float(s) for s in steps]
+    return out
+
+
+def error_types(rows: Iterable[tuple[int, dict]]) -> dict[str, str]:
+    """``{record id: error_type}`` for records that name one (the visual-arith world's sets do)."""
+    out = {}
+    for line, raw in rows:
+        if isinstance(raw.get("error_type"), str):
+            out[str(raw["id"]) if raw.get("id") is not None else str(line)] = raw["error_type"]
     return out
 
 

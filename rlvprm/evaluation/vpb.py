@@ -255,6 +255,26 @@ def position_matched_auc(records: Sequence[ScoredSteps]) -> dict[str, Any]:
             "unmatched": unmatched}
 
 
+def position_matched_auc_by_type(records: Sequence[ScoredSteps], error_types: Sequence[str | None]) -> dict[str, Any]:
+    """Position-matched AUC of each error type's first wrong steps against the records with no wrong step.
+
+    ``error_types[i]`` names the error of ``records[i]`` (the visual-arith world writes ``error_type``:
+    ``perception``, ``arithmetic``, ``none``); records without one, or ``none``, only serve as the
+    reference. Returns ``{type: auc}`` (``None`` without pairs), empty when no record names a type.
+
+    >>> recs = [ScoredSteps("a", [1, -1], [0.9, 0.3]), ScoredSteps("b", [1, 1], [0.8, 0.6]),
+    ...         ScoredSteps("c", [-1], [0.85])]
+    >>> position_matched_auc_by_type(recs, ["arithmetic", "none", "perception"])
+    {'arithmetic': 1.0, 'perception': 0.0}
+    """
+    clean = [r for r in records if -1 not in r.labels]
+    out = {}
+    for kind in sorted({t for t in error_types if t and t != "none"}):
+        chosen = [r for r, t in zip(records, error_types) if t == kind and -1 in r.labels]
+        out[kind] = position_matched_auc(chosen + clean)["auc"]
+    return out
+
+
 # --- the whole benchmark ----------------------------------------------------------------------------
 
 
@@ -326,6 +346,9 @@ def render_markdown(metrics: dict[str, Any]) -> str:
     lines.append(row("**overall, pooled steps**", metrics["overall"]))
     lines.append("| **overall, step-weighted mean of sources** | | | | | | | | "
                  f"{_fmt(metrics['step_weighted_macro_f1'])} | | |")
+    if metrics.get("error_types"):
+        cells = ", ".join(f"{kind} {_fmt(v)}" for kind, v in metrics["error_types"].items())
+        lines += ["", f"Position-matched AUC by error type (first wrong steps of that type against error-free records): {cells}."]
     sweep = metrics.get("sweep")
     if "sweep" in metrics:
         lines += ["", "## Threshold sweep (tuned on the test set)", ""]

@@ -19,7 +19,7 @@ from PIL import Image
 from rewards.prm import Group
 from rlvprm.data.jsonl import RecordError, read_jsonl
 from rlvprm.data.records import Record, load_images, parse_record
-from rlvprm.evaluation.vpb import ScoredSteps, evaluate, position_matched_auc
+from rlvprm.evaluation.vpb import ScoredSteps, evaluate, position_matched_auc_by_type
 
 
 @dataclass
@@ -71,13 +71,7 @@ def score_eval_set(scorer, data: EvalSet, groups_per_call: int = 16) -> list[Sco
 
 def error_type_aucs(data: EvalSet, scored: list[ScoredSteps]) -> dict[str, float | None]:
     """Position-matched AUC per ``error_type`` (records without one are left out)."""
-    types = [r.extra.get("error_type") for r in data.records]
-    clean = [s for s, r in zip(scored, data.records) if -1 not in r.labels]
-    out = {}
-    for kind in sorted({t for t in types if t and t != "none"}):
-        chosen = [s for s, t, r in zip(scored, types, data.records) if t == kind and -1 in r.labels]
-        out[kind] = position_matched_auc(chosen + clean)["auc"]
-    return out
+    return position_matched_auc_by_type(scored, [r.extra.get("error_type") for r in data.records])
 
 
 def flat_metrics(data: EvalSet, scored: list[ScoredSteps], threshold: float, prefix: str = "eval") -> dict[str, float]:

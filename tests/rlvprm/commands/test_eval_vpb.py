@@ -78,6 +78,21 @@ def test_precomputed_scores_end_to_end(vpb, tmp_path):
     assert "| MathVista | 2 | 5 |" in md and "| MMMU | 2 | 5 |" in md and "step-weighted" in md
 
 
+def test_error_types_get_their_own_position_matched_auc(vpb, tmp_path):
+    # Record 1 is error-free (reference: 0.9, 0.8, 0.4 at steps 1-3); record 2's first wrong step is step 1
+    # (0.3 < 0.9: a win), record 4's too (0.2 < 0.9: a win); record 4 scored 0.95 instead is a loss.
+    rows = [dict(r, error_type=t) for r, t in zip(RECORDS, ["none", "perception", None, "arithmetic"])]
+    vpb.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    scores = write_scores(tmp_path / "judge.jsonl", {**SCORES, "4": [0.95, 0.5]})
+    assert run("--data", vpb, "--scores", scores, "--out", tmp_path / "out") == 0
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert m["error_types"] == {"arithmetic": 0.0, "perception": 1.0}
+    assert "by error type" in (tmp_path / "out" / "metrics.md").read_text()
+    vpb.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))  # no error types: no such section
+    assert run("--data", vpb, "--scores", scores, "--out", tmp_path / "plain") == 0
+    assert "error_types" not in json.loads((tmp_path / "plain" / "metrics.json").read_text())
+
+
 def test_ids_are_line_numbers_and_blank_lines_keep_numbering(vpb, tmp_path):
     lines = vpb.read_text().splitlines()
     vpb.write_text("\n".join([lines[0], "", *lines[1:]]) + "\n")  # record 2 is now on line 3
