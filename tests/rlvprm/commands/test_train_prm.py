@@ -246,20 +246,22 @@ def test_balance_outcomes_down_samples_the_larger_class():
               command="train-prm")
 
 
-def test_likelihood_feature_trains_is_saved_and_scores(tiny_models, data, tmp_path):
+@pytest.mark.parametrize("lora", [False, True])
+def test_likelihood_feature_trains_is_saved_and_scores(tiny_models, data, tmp_path, lora):
     from rewards.likelihood_feature import FEATURE_CONFIG, LikelihoodFeature
 
     out = tmp_path / "feature"
+    extra = ["--use-lora", "true", "--lora-r", "4"] if lora else []
     summary = run(tiny_models("qwen2-vl"), data, out, "--max-steps", "3", "--save-steps", "3", "--label-loss",
-                  "two_way", "--aux-lm-weight", "1.0", "--likelihood-feature", "--eval-data", str(SAMPLE_VPB))
+                  "two_way", "--aux-lm-weight", "1.0", "--likelihood-feature", "--eval-data", str(SAMPLE_VPB), *extra)
     logs = [h for h in summary["log_history"] if "label_loss" in h]
     assert len(logs) == 3 and all(h["feature_good"] < 0 and h["feature_bad"] < 0 for h in logs)
     assert losses(summary)[-1] < losses(summary)[0]
     assert 0 <= summary["final_eval"]["eval_auc"] <= 1
-    for folder in (out, out / "checkpoint-3"):
-        assert json.loads((folder / FEATURE_CONFIG).read_text()) == {"weight": 1.0, "bias": 0.0}
-        prm = ProcessRewardModel.from_pretrained(str(folder), device="cpu", dtype="float32")
-        assert prm.backend.feature == LikelihoodFeature()
+    assert json.loads((out / "checkpoint-3" / FEATURE_CONFIG).read_text()) == {"weight": 1.0, "bias": 0.0}
+    assert json.loads((out / FEATURE_CONFIG).read_text()) == {"weight": 1.0, "bias": 0.0}
+    prm = ProcessRewardModel.from_pretrained(str(out), device="cpu", dtype="float32")  # LoRA: merged on save
+    assert prm.backend.feature == LikelihoodFeature()
     scores = prm.score_group(QUESTION, [Image.new("RGB", (56, 28), "white")], ["3 + 4 = 7.\n\n\\boxed{7}"])[0]
     assert len(scores.step_scores) == 2
     with pytest.raises(ValueError, match="likelihood_feature apply to kind 'prm'"):
