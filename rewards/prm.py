@@ -96,8 +96,9 @@ class ProcessRewardModel:
         """Load a PRM from a local folder or hub id.
 
         A folder with ``likelihood_feature.json`` (``rlvprm train-prm --likelihood-feature``) scores
-        with that feature (``rewards.likelihood_feature``). ``backend``: ``hf`` (transformers Auto classes), ``internvl-remote`` (the released
-        VisualPRM checkpoints' remote-code format; needs ``trust_remote_code=True``) or ``auto``.
+        with that feature (``rewards.likelihood_feature``). ``backend``: ``hf`` (transformers Auto
+        classes), ``internvl-remote`` (the released VisualPRM checkpoints' remote-code format; needs
+        ``trust_remote_code=True``) or ``auto``.
         Remaining keyword arguments go to :class:`ProcessRewardModel` (``max_steps``,
         ``aggregation``, ``batch_size``, ``orm``).
         """

@@ -11,8 +11,9 @@ a record's line number in ``--data`` is its id, as ``rlvprm score`` writes it.
 
 Writes ``OUT/metrics.json`` (everything ``rlvprm.evaluation.vpb.evaluate`` reports, plus what was
 skipped and, when records name an ``error_type`` as the visual-arith world's sets do, the
-position-matched AUC per error type) and ``OUT/metrics.md`` (the table). A record whose scores are missing or do not match its
-steps stops the run with a message naming it; with ``--skip-bad`` it is counted and listed instead.
+position-matched AUC per error type) and ``OUT/metrics.md`` (the table). A record whose scores are
+missing or do not match its steps stops the run with a message naming it; with ``--skip-bad`` it is
+counted and listed instead.
 
 ``--data`` that is not an existing file is read as a hub dataset id with
 ``datasets.load_dataset(ID, split=--hub-split)`` and written to ``OUT/data.jsonl`` (images stored
@@ -87,14 +88,15 @@ def main(cfg: EvalVPBConfig) -> dict[str, Any]:
     else:
         scores_path = Path(cfg.scores)
 
-    records, skipped = match_scores(read_jsonl(data_path), read_scores(scores_path), cfg.skip_bad)
+    rows = list(read_jsonl(data_path))  # read once: matched with the scores, then their error types
+    records, skipped = match_scores(rows, read_scores(scores_path), cfg.skip_bad)
     scorer_skips = Path(str(scores_path) + ".skipped.jsonl")
     if cfg.model is not None and skipped and scorer_skips.exists():
         # The scorer knows why it skipped a record (bad image, too long); say that, not "no scores".
         why = {str(s["id"]): s["reason"] for _, s in read_jsonl(scorer_skips)}
         skipped = [{**s, "reason": why.get(s["id"], s["reason"])} for s in skipped]
     metrics = evaluate(records, cfg.threshold, sweep=cfg.sweep)
-    types = error_types(read_jsonl(data_path))
+    types = error_types(rows)
     if types:
         metrics["error_types"] = position_matched_auc_by_type(records, [types.get(r.id) for r in records])
     report = {
