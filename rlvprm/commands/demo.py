@@ -46,7 +46,10 @@ class DemoConfig:
     num_prompts: int = field(300, help="held-out prompts (policy evaluation, Best-of-N, RL)")
     num_vpb: int = field(300, help="VisualProcessBench-format test records with exact step labels")
     read_steps: int = field(600, help="SFT steps on the reading step alone (stage 1)")
-    full_steps: int = field(900, help="SFT steps on whole solutions (stage 2)")
+    full_steps: int = field(900, help="SFT steps on whole reference solutions (stage 2)")
+    flawed_steps: int = field(300, help="SFT steps on the flawed teacher's solutions (stage 3: rlvprm.world.teacher "
+                              "rules become the policy's beliefs; 0 keeps a policy that errs only by chance)")
+    flawed_learning_rate: float = field(5e-4, help="peak learning rate of stage 3")
     batch_size: int = field(32, help="SFT batch size")
     learning_rate: float = field(1e-3, help="SFT learning rate (AdamW, cosine, weight decay 0.1)")
     eval_prompts: int = field(300, help="prompts the policy is evaluated on")
@@ -59,13 +62,15 @@ class DemoConfig:
         if self.quick:
             # Quick mode overrides the sizes, so a quick run never reuses a full run's stages.
             self.num_sft, self.num_prompts, self.num_vpb = 128, 12, 12
-            self.read_steps, self.full_steps, self.batch_size = 8, 8, 8
+            self.read_steps, self.full_steps, self.flawed_steps, self.batch_size = 8, 8, 8, 8
             self.eval_prompts, self.k, self.max_new_tokens = 12, 4, 48
             self.from_scratch = True
         if self.eval_prompts > self.num_prompts:
             raise ValueError(f"eval_prompts ({self.eval_prompts}) must be <= num_prompts ({self.num_prompts})")
         if self.k < 1:
             raise ValueError("k must be >= 1")
+        if min(self.read_steps, self.full_steps, self.flawed_steps) < 0:
+            raise ValueError("read_steps, full_steps and flawed_steps must be >= 0")
 
 
 class Stage:
@@ -131,7 +136,8 @@ def main(cfg: DemoConfig) -> dict:
     world = run / "world"
 
     policy_settings = {"from_scratch": cfg.from_scratch, "seed": cfg.seed, "read_steps": cfg.read_steps,
-                       "full_steps": cfg.full_steps, "batch_size": cfg.batch_size, "lr": cfg.learning_rate,
+                       "full_steps": cfg.full_steps, "flawed_steps": cfg.flawed_steps,
+                       "flawed_lr": cfg.flawed_learning_rate, "batch_size": cfg.batch_size, "lr": cfg.learning_rate,
                        "num_sft": cfg.num_sft}
     stages["policy"] = run_stage(run, "policy", policy_settings, lambda d: _policy(cfg, world, d),
                                  lambda r: f"toy policy ({r['source']}, trained in {r['train_seconds']:.0f} s)")
@@ -170,7 +176,8 @@ def _policy(cfg: DemoConfig, world: Path, out: Path) -> dict:
     from rlvprm.world.write import write_set
 
     write_set(world, "sft", cfg.seed, cfg.num_sft)
-    info = train_toy_policy(world, model_dir, cfg.read_steps, cfg.full_steps, num_sft=cfg.num_sft,
+    info = train_toy_policy(world, model_dir, cfg.read_steps, cfg.full_steps, cfg.flawed_steps,
+                            cfg.flawed_learning_rate, num_sft=cfg.num_sft,
                             batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, seed=cfg.seed,
                             report_to=cfg.report_to)
     shutil.rmtree(model_dir / "trainer", ignore_errors=True)

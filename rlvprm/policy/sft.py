@@ -110,6 +110,8 @@ class SFTStage:
     name: str
     target: str  # "full" | "first_step"
     max_steps: int
+    rows: Sequence[SFTRow] | None = None  # this stage's rows (default: the rows given to train_sft)
+    learning_rate: float | None = None  # this stage's peak learning rate (default: train_sft's)
 
 
 def train_sft(
@@ -142,7 +144,7 @@ def train_sft(
         args = TrainingArguments(
             output_dir=str(Path(out_dir) / f"trainer-{stage.name}"),
             per_device_train_batch_size=batch_size,
-            learning_rate=learning_rate,
+            learning_rate=stage.learning_rate or learning_rate,
             weight_decay=weight_decay,
             warmup_steps=min(warmup_steps, max(1, stage.max_steps // 5)),
             max_grad_norm=max_grad_norm,
@@ -163,7 +165,7 @@ def train_sft(
         trainer = Trainer(
             model=model,
             args=args,
-            train_dataset=SFTDataset(rows, stage.target),
+            train_dataset=SFTDataset(rows if stage.rows is None else stage.rows, stage.target),
             data_collator=collator,
             callbacks=[_LossLog(stage.name, history)],
         )

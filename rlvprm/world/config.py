@@ -13,6 +13,8 @@ from rlvprm.world.problems import forms_for
 
 FAMILIES = ("add", "mixed", "count")
 ERROR_TYPES = ("none", "perception", "arithmetic")
+# The shipped toy policy's teacher (measured in recipes/grpo/README.md).
+DEFAULT_FLAW_RATES = {"glyph": 0.7, "dice": 0.7, "carry": 0.7, "sign": 0.7}
 
 
 @dataclass
@@ -65,6 +67,12 @@ class WorldConfig:
                   "set: correct ('none'), one misread value ('perception'), one wrong result "
                   "('arithmetic')."},
     )
+    flaw_rates: dict[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_FLAW_RATES),
+        metadata={"help": "The flawed teacher of the SFT set (rlvprm.world.teacher): the probability "
+                  "that each wrong rule ('glyph', 'dice', 'carry', 'sign') is applied where it can be. "
+                  "The toy policy learns these as beliefs; all 0 gives the clean reference solutions."},
+    )
 
     def __post_init__(self) -> None:
         self.families = tuple(self.families)
@@ -102,6 +110,9 @@ class WorldConfig:
                 f"error_mix maps some of {ERROR_TYPES} to non-negative weights with a positive sum, "
                 f"got {self.error_mix}"
             )
+        from rlvprm.world.teacher import check_rates  # teacher -> solutions -> config
+
+        self.flaw_rates = check_rates(self.flaw_rates)
         for family in self.families:
             if not forms_for(family, self):
                 raise ValueError(

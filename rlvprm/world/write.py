@@ -8,7 +8,10 @@
       vpb_test.jsonl      VisualProcessBench format: image (a list), question, answer,
                           response {steps, process_correctness}, policy_model, data_source,
                           plus id and error_type ("none" | "perception" | "arithmetic")
-      sft.jsonl           SFT set: id, image, question, answer, solution (the reference), data_source
+      sft.jsonl           SFT set: id, image, question, answer, solution (the flawed teacher's,
+                          ``teacher.py``), reference (the correct one), flaws (the teacher's rules
+                          applied, in step order), process_correctness (exact labels of solution),
+                          data_source
       images/<set>/<id>.png
 
 Image paths are relative to ``out_dir`` (pass it as ``image_root``). Every row also carries
@@ -33,10 +36,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from rlvprm.world.config import WorldConfig
+from rlvprm.world.config import DEFAULT_FLAW_RATES, WorldConfig
 from rlvprm.world.problems import Problem, make_problem
 from rlvprm.world.render import Strip, render_strip
 from rlvprm.world.solutions import Solution, make_solution, reference_solution
+from rlvprm.world.teacher import RULES, teacher_solution
 
 POLICY_MODEL = "visual-arith-generator"
 SETS = {"prompts": "prompts.jsonl", "vpb": "vpb_test.jsonl", "sft": "sft.jsonl"}
@@ -49,6 +53,7 @@ class Example:
     problem: Problem
     strip: Strip
     solution: Solution
+    flaws: tuple[str, ...] = ()  # the flawed teacher's rules in ``solution`` (SFT set)
 
 
 @dataclass(frozen=True)
@@ -63,16 +68,21 @@ class WorldFiles:
 
 
 def make_example(seed: int, name: str, index: int, config: WorldConfig, with_errors: bool = False) -> Example:
-    """Example ``index`` of set ``name``; ``with_errors`` draws its solution's error from ``config.error_mix``."""
+    """Example ``index`` of set ``name``; ``with_errors`` draws its solution's error from ``config.error_mix``.
+
+    The SFT set's solution is the flawed teacher's (``config.flaw_rates``), drawn from a stream of
+    its own, so the problems and images of every set are the same whatever the rates.
+    """
     rng = random.Random(f"visual-arith/{seed}/{name}/{index}")  # str seeds hash the same in every process
     problem = make_problem(rng, config, id=f"{name}-{index:06d}")
     strip = render_strip(problem.cells, problem.kind, rng, config.cell_size, config.jitter, config.glyph_height)
     if with_errors:
         kinds, weights = zip(*sorted(config.error_mix.items()))
-        solution = make_solution(problem, rng.choices(kinds, weights)[0], rng, config)
-    else:
-        solution = reference_solution(problem)
-    return Example(problem, strip, solution)
+        return Example(problem, strip, make_solution(problem, rng.choices(kinds, weights)[0], rng, config))
+    if name == "sft":
+        taught = teacher_solution(problem, config.flaw_rates, random.Random(f"visual-arith/{seed}/{name}/{index}/teacher"))
+        return Example(problem, strip, taught.solution, taught.flaws)
+    return Example(problem, strip, reference_solution(problem))
 
 
 def problem_from_row(row: dict) -> Problem:
@@ -94,6 +104,9 @@ def _row(name: str, example: Example, image: str) -> dict:
         row["error_type"] = s.error_type
     elif name == "sft":
         row["solution"] = s.text
+        row["reference"] = reference_solution(p).text
+        row["flaws"] = list(example.flaws)
+        row["process_correctness"] = s.process_correctness
     row["data_source"] = p.family
     row["form"] = p.form
     row["values"] = list(p.values)
@@ -166,9 +179,29 @@ def main(argv: list[str] | None = None) -> WorldFiles:
     parser.add_argument("--num-vpb", type=int, default=default["num_vpb"],
                         help="VisualProcessBench-format records (default %(default)s)")
     parser.add_argument("--num-sft", type=int, default=default["num_sft"], help="SFT records (default %(default)s)")
+    parser.add_argument("--flaw-rate", action="append", default=[], metavar="RULE=RATE",
+                        help="rate of one flawed-teacher rule in the SFT set (repeatable; rules: "
+                             f"{', '.join(RULES)}; defaults: {DEFAULT_FLAW_RATES}); 0 for every rule gives "
+                             "the clean reference solutions")
     args = parser.parse_args(argv)
+    rates = dict(DEFAULT_FLAW_RATES)
+    for item in args.flaw_rate:
+        name, sep, value = item.partition("=")
+        try:
+            rates[name] = float(value)
+        except ValueError:
+            parser.error(f"--flaw-rate takes RULE=RATE, got {item!r}")
+        if not sep:
+            parser.error(f"--flaw-rate takes RULE=RATE, got {item!r}")
+    try:
+        config = WorldConfig(flaw_rates=rates)
+    except ValueError as err:
+        parser.error(str(err))
+    for name in ("num_prompts", "num_vpb", "num_sft"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0")
     files = write_world(args.out, seed=args.seed, num_prompts=args.num_prompts, num_vpb=args.num_vpb,
-                        num_sft=args.num_sft)
+                        num_sft=args.num_sft, config=config)
     print(files.root)
     return files
 

@@ -58,10 +58,15 @@ def test_world_folder_round_trips(tmp_path):
 
     sft = _rows(files.sft)
     for i, row in enumerate(sft):
-        assert set(row) == {"id", "image", "question", "answer", "solution", "data_source", "form", "values"}
+        assert set(row) == {"id", "image", "question", "answer", "solution", "reference", "flaws",
+                            "process_correctness", "data_source", "form", "values"}
         assert [s.text for s in split_steps(row["solution"])] == list(make_example(5, "sft", i, WorldConfig()).solution.steps)
-        assert all(check_solution(problem_from_row(row), row["solution"]))
-        assert row["solution"].endswith(f"\\boxed{{{row['answer']}}}.")
+        problem = problem_from_row(row)
+        assert all(check_solution(problem, row["reference"]))
+        assert row["reference"].endswith(f"\\boxed{{{row['answer']}}}.")
+        assert check_solution(problem, row["solution"]) == [label == 1 for label in row["process_correctness"]]
+        assert (row["solution"] == row["reference"]) == (row["flaws"] == [])
+    assert any(row["flaws"] for row in sft)  # the default teacher is flawed
 
     manifest = json.loads(files.manifest.read_text())
     assert manifest["seed"] == 5 and manifest["counts"] == {"prompts": 15, "vpb": 30, "sft": 15}
@@ -85,3 +90,15 @@ def test_command_line_writes_a_small_world(tmp_path):
     assert len(files.prompts.read_text().splitlines()) == 2
     assert len(files.vpb.read_text().splitlines()) == 3
     assert files.sft.read_text() == ""
+
+
+def test_flaw_rates_change_only_the_sft_solutions(tmp_path):
+    clean = WorldConfig(flaw_rates=dict.fromkeys(WorldConfig().flaw_rates, 0.0))
+    a = _tree(write_world(tmp_path / "a", seed=3, num_prompts=6, num_vpb=6, num_sft=40, progress=False).root)
+    b = _tree(write_world(tmp_path / "b", seed=3, num_prompts=6, num_vpb=6, num_sft=40, config=clean,
+                          progress=False).root)
+    assert {k: v for k, v in a.items() if k not in ("sft.jsonl", "world.json")} == \
+        {k: v for k, v in b.items() if k not in ("sft.jsonl", "world.json")}
+    flawed, plain = _rows(tmp_path / "a" / "sft.jsonl"), _rows(tmp_path / "b" / "sft.jsonl")
+    assert [r["reference"] for r in flawed] == [r["solution"] for r in plain]
+    assert all(r["flaws"] == [] and r["solution"] == r["reference"] for r in plain)
