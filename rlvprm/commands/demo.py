@@ -171,7 +171,8 @@ def _policy(cfg: DemoConfig, world: Path, out: Path) -> dict:
             )
         shutil.copytree(SHIPPED_POLICY, model_dir)
         info = json.loads((model_dir / "train_info.json").read_text())
-        return {"source": "shipped checkpoint", "train_seconds": info["seconds"], "train_info": info}
+        return {"source": "shipped checkpoint", "train_seconds": info.get("total_seconds", info["seconds"]),
+                "train_info": info}
     from rlvprm.policy.toy import train_toy_policy
     from rlvprm.world.write import write_set
 

@@ -84,11 +84,16 @@ def train_toy_policy(
     t0 = time.time()
     result = train_sft(model, processor, reference, stages, out_dir / "trainer", batch_size=batch_size,
                        learning_rate=learning_rate, seed=seed, progress=progress, report_to=report_to)
+    seconds = time.time() - t0
+    init_info = _train_info(init_from)
     info = {
-        "seconds": time.time() - t0, "stage_seconds": result["seconds"], "history": result["history"],
+        "seconds": seconds,
+        # The whole lineage's training time, when this run continued another policy.
+        "total_seconds": seconds + (init_info.get("total_seconds", init_info["seconds"]) if init_info else 0.0),
+        "stage_seconds": result["seconds"], "history": result["history"],
         "read_steps": read_steps, "full_steps": full_steps, "flawed_steps": flawed_steps,
         "flawed_learning_rate": flawed_learning_rate, "init_from": str(init_from) if init_from else None,
-        "flaw_rates": _flaw_rates(world_dir), "init_info": _train_info(init_from), "batch_size": batch_size,
+        "flaw_rates": _flaw_rates(world_dir), "init_info": init_info, "batch_size": batch_size,
         "learning_rate": learning_rate, "num_sft": len(rows), "seed": seed,
         "threads": torch.get_num_threads(), "parameters": sum(p.numel() for p in model.parameters()),
     }

@@ -14,7 +14,7 @@ from rlvprm.world.problems import forms_for
 FAMILIES = ("add", "mixed", "count")
 ERROR_TYPES = ("none", "perception", "arithmetic")
 # The shipped toy policy's teacher (measured in recipes/grpo/README.md).
-DEFAULT_FLAW_RATES = {"glyph": 0.7, "dice": 0.7, "carry": 0.7, "sign": 0.7}
+DEFAULT_FLAW_RATES = {"glyph": 0.5, "dice": 0.5, "carry": 0.5, "sign": 0.5}
 
 
 @dataclass
