@@ -11,7 +11,10 @@ For each rule :func:`mc_label_quality` reports precision and recall of ``-`` ste
 and over the ``continued`` steps only (every step but the last, whose score is the rollout's own
 outcome rather than a Monte Carlo estimate).
 
-Run it on a labelled file: ``python -m rlvprm.labeling.quality LABELS.jsonl WORLD/prompts.jsonl``.
+Run it on a labelled file: ``python -m rlvprm.labeling.quality LABELS.jsonl WORLD/prompts.jsonl``;
+``--exact-out FILE`` also writes the same rollouts with their exact labels in the VisualProcessBench
+format (:func:`exact_records`), which ``rlvprm train-prm`` trains on: a PRM on exact labels of the
+policy's own rollouts, the upper bound of what MC labels of those rollouts can teach.
 """
 
 from __future__ import annotations
@@ -72,12 +75,61 @@ def mc_label_quality(raw_records: Iterable[dict], world_rows: Iterable[dict]) ->
     return report
 
 
+def exact_records(raw_records: Iterable[dict], world_rows: Iterable[dict]) -> list[dict]:
+    """The Raw records' rollouts in the VisualProcessBench format with exact labels (1 right, -1 wrong).
+
+    Each record keeps ``id``, ``image`` (as a list), ``question``, ``answer`` and ``data_source``, and
+    gains the world row's ``form`` and ``values``, ``policy_model`` ``"mc-rollouts"``, and
+    ``error_type`` of its first wrong step (``none``, ``perception`` for the reading step,
+    ``arithmetic`` after it).
+    """
+    rows = {str(r["id"]): r for r in world_rows}
+    out = []
+    for rec in raw_records:
+        prompt_id, _ = split_rollout_id(str(rec["id"]))
+        if prompt_id not in rows:
+            raise KeyError(f"no world row with id {prompt_id!r} (for {rec['id']!r})")
+        steps = [e["step"] for e in rec["steps_with_score"]]
+        exact = exact_step_labels(problem_from_row(rows[prompt_id]), steps)
+        first = exact.index(False) if False in exact else None
+        image = rec["image"] if isinstance(rec["image"], list) else [rec["image"]]
+        out.append({
+            "id": rec["id"], "image": image, "question": rec["question"], "answer": rec["answer"],
+            "response": {"steps": steps, "process_correctness": [1 if ok else -1 for ok in exact]},
+            "policy_model": "mc-rollouts", "data_source": rec.get("data_source"),
+            "error_type": "none" if first is None else ("perception" if first == 0 else "arithmetic"),
+            "form": rows[prompt_id]["form"], "values": rows[prompt_id]["values"],
+        })
+    return out
+
+
 def _read(path: str) -> list[dict]:
     with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
 
+def main(argv: list[str] | None = None) -> dict:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m rlvprm.labeling.quality",
+                                     description="Precision and recall of Monte Carlo '-' labels against the "
+                                                 "visual-arith world's exact step labels.")
+    parser.add_argument("labels", help="Raw records written by `rlvprm label`")
+    parser.add_argument("prompts", help="the world's prompts.jsonl those records were labelled from")
+    parser.add_argument("--exact-out", default=None,
+                        help="also write the rollouts with exact labels (VisualProcessBench format) to this file")
+    args = parser.parse_args(argv)
+    raw, rows = _read(args.labels), _read(args.prompts)
+    report = mc_label_quality(raw, rows)
+    print(json.dumps(report, indent=2))
+    if args.exact_out:
+        if args.exact_out in (args.labels, args.prompts):
+            parser.error("--exact-out must not be one of the input files")
+        with open(args.exact_out, "w", encoding="utf-8") as fh:
+            for rec in exact_records(raw, rows):
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    return report
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: python -m rlvprm.labeling.quality LABELS.jsonl WORLD_PROMPTS.jsonl")
-    print(json.dumps(mc_label_quality(_read(sys.argv[1]), _read(sys.argv[2])), indent=2))
+    main(sys.argv[1:])

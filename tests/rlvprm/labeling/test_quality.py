@@ -47,3 +47,27 @@ def test_precision_and_recall_by_hand():
 def test_unknown_prompt_id_is_an_error():
     with pytest.raises(KeyError, match="p-9"):
         mc_label_quality([rec("p-9-r0", RIGHT, [1, 1, 1, 1])], [ROW])
+
+
+def test_exact_records_relabel_rollouts_in_the_vpb_format(tmp_path):
+    import json
+
+    from rlvprm.data.records import parse_record
+    from rlvprm.labeling.quality import exact_records, main
+
+    raw = [dict(rec("p-1-r0", RIGHT, [1.0, 0.25, 0.75, 1.0]), image="img/p-1.png", question=ROW["question"],
+                answer="38", data_source="mixed"),
+           dict(rec("p-1-r1", WRONG, [0.5, 0.5, 0.25, 0.0]), image="img/p-1.png", question=ROW["question"],
+                answer="38", data_source="mixed")]
+    out = exact_records(raw, [ROW])
+    assert [r["response"]["process_correctness"] for r in out] == [[1, 1, 1, 1], [1, -1, -1, -1]]
+    assert [r["error_type"] for r in out] == ["none", "arithmetic"]
+    assert out[1]["image"] == ["img/p-1.png"] and out[1]["response"]["steps"] == WRONG
+    parse_record(out[1], 1)  # a valid VisualProcessBench record
+    labels, prompts = tmp_path / "raw.jsonl", tmp_path / "prompts.jsonl"
+    labels.write_text("".join(json.dumps(r) + "\n" for r in raw))
+    prompts.write_text(json.dumps(ROW) + "\n")
+    main([str(labels), str(prompts), "--exact-out", str(tmp_path / "exact.jsonl")])
+    assert [json.loads(line) for line in (tmp_path / "exact.jsonl").read_text().splitlines()] == out
+    with pytest.raises(SystemExit):
+        main([str(labels), str(prompts), "--exact-out", str(labels)])
