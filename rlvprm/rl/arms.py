@@ -61,6 +61,20 @@ def load_summary(run: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def up_to(summary: dict, max_step: int) -> dict:
+    """``summary`` cut at ``max_step``: held-out points and logged steps after it dropped.
+
+    With a constant learning rate the first N steps of a longer run are the same as an N-step run
+    (same prompts, same sampling seeds), so runs of different lengths compare at a common budget.
+    """
+    heldout = [h for h in summary["heldout"] if h["step"] <= max_step]
+    logs = [h for h in summary.get("log_history", []) if h.get("step", 0) <= max_step and "train_loss" not in h]
+    if not heldout or heldout[-1]["step"] != max_step:
+        raise ValueError(f"a run has no held-out evaluation at step {max_step}")
+    cut = len(heldout) < len(summary["heldout"])
+    return {**summary, "heldout": heldout, "log_history": logs, "train": {} if cut else summary.get("train", {})}
+
+
 def heldout_curve(summaries: list[dict], key: str) -> list[tuple[int, float, float]]:
     """``(step, mean, standard error)`` over the runs at each held-out step."""
     steps = [[h["step"] for h in s["heldout"]] for s in summaries]
@@ -188,6 +202,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="an arm and its runs (one per seed; repeat --arm for each arm)")
     parser.add_argument("--baseline", required=True, help="the arm whose final held-out sampled accuracy the others race to")
     parser.add_argument("--out", required=True, help="folder for arms.md, arms.json and arms.png")
+    parser.add_argument("--max-step", type=int, default=None,
+                        help="compare up to this step (runs must have a held-out point there; a run cut there shows no wall time)")
     args = parser.parse_args(argv)
     arms: dict[str, list[dict]] = {}
     for item in args.arm:
@@ -195,6 +211,8 @@ def main(argv: list[str] | None = None) -> dict:
         if not sep or not runs:
             parser.error(f"--arm takes NAME=RUN,RUN,..., got {item!r}")
         arms[name] = [load_summary(r) for r in runs.split(",") if r]
+        if args.max_step is not None:
+            arms[name] = [up_to(s, args.max_step) for s in arms[name]]
     result = compare_arms(arms, args.baseline)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
