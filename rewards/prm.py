@@ -193,6 +193,9 @@ class ProcessRewardModel:
         return probs
 
 
+LIKELIHOOD_PREFIX = "likelihood:"
+
+
 def load_scorer(path_or_id: str, *, orm: bool = False, **kwargs):
     """Any trained process scorer from a folder or hub id, behind the ``score_groups`` interface.
 
@@ -202,10 +205,18 @@ def load_scorer(path_or_id: str, *, orm: bool = False, **kwargs):
     scores in the policy prompt format, and ``trust_remote_code``, ``dtype``, ``device``,
     ``max_steps``, ``aggregation``, ``batch_size`` and ``orm`` pass through); anything else a
     :class:`ProcessRewardModel` (``rlvprm train-prm --kind prm``, VisualPRM-8B). ``orm=True``
-    scores each whole response as one step.
+    scores each whole response as one step. ``likelihood:POLICY`` gives the training-free
+    ``rewards.likelihood.PolicyLikelihoodScorer`` of that policy (its own step probabilities, running
+    minimum), so every command that takes a scorer can measure it.
     """
-    from rewards.likelihood import IMPLICIT_CONFIG, ImplicitPRM
+    from rewards.likelihood import IMPLICIT_CONFIG, ImplicitPRM, PolicyLikelihoodScorer
     from rewards.stacked import STACKED_CONFIG, StackedScorer
+
+    if path_or_id.startswith(LIKELIHOOD_PREFIX):
+        kwargs.pop("backend", None)
+        if kwargs.pop("max_length", None) is not None:
+            raise ValueError("the policy-likelihood scorer has no max_length option; leave it unset")
+        return PolicyLikelihoodScorer.from_pretrained(path_or_id[len(LIKELIHOOD_PREFIX):], orm=orm, **kwargs)
 
     for config, what in ((STACKED_CONFIG, "a stacked scorer"), (IMPLICIT_CONFIG, "an implicit PRM")):
         if not (Path(path_or_id) / config).is_file():

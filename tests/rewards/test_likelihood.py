@@ -166,6 +166,20 @@ def test_load_scorer_picks_the_scorer_from_the_folder(tiny_models, other_path, i
         load_scorer(other_path, device="cpu", max_length=512)
 
 
+def test_load_scorer_likelihood_prefix_gives_the_policy_likelihood(tiny_models, images):
+    from rewards import load_scorer
+
+    path = tiny_models("qwen2-vl")
+    scorer = load_scorer(f"likelihood:{path}", device="cpu", dtype="float32", aggregation="min", backend="auto")
+    assert isinstance(scorer, PolicyLikelihoodScorer) and scorer.aggregation == "min" and scorer.running_min
+    model, processor = load_vlm(path)
+    want = PolicyLikelihoodScorer(model, processor).score_group(QUESTION, [images[0]], SOLUTIONS[:1])[0].step_scores
+    assert scorer.score_group(QUESTION, [images[0]], SOLUTIONS[:1])[0].step_scores == pytest.approx(want)
+    assert load_scorer(f"likelihood:{path}", device="cpu", orm=True).orm
+    with pytest.raises(ValueError, match="max_length"):
+        load_scorer(f"likelihood:{path}", device="cpu", max_length=512)
+
+
 def test_implicit_prm_needs_its_config_file(tiny_models):
     with pytest.raises(ValueError, match="implicit_prm.json"):
         ImplicitPRM.from_pretrained(tiny_models("qwen2-vl"), device="cpu")
