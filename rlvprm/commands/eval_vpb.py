@@ -43,7 +43,7 @@ class EvalVPBConfig:
     data: str = field(help="VisualProcessBench jsonl (test.jsonl), or a hub dataset id")
     out: str = field(help="output folder: metrics.json, metrics.md, and scores.jsonl when scoring with --model")
     model: str | None = field(None, help="PRM to score the steps with (local folder or hub id; VisualPRM-style, "
-                              "implicit or stacked); or give --scores")
+                              "implicit or stacked; likelihood:POLICY for a policy's own step likelihood); or give --scores")
     scores: str | None = field(None, help="precomputed step scores: jsonl with 'id' and 'step_scores' per record")
     threshold: float = field(0.5, help="a step is judged correct when its score is above this (fixed in advance)")
     sweep: bool = field(False, help="also report the best threshold found on the test labels (marked as tuned)")
