@@ -27,7 +27,28 @@ def image_only(processor_cls: type) -> type:
         processor_cls.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
         self.video_processor = None
 
-    return type(f"ImageOnly{processor_cls.__name__}", (processor_cls,), {"__init__": __init__})
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # Any saver (rlvprm's own, TRL's trainers, Trainer.save_model) must name the architecture's
+        # class, so that AutoProcessor and load_processor find it again.
+        out = processor_cls.save_pretrained(self, save_directory, *args, **kwargs)
+        _fix_saved_class(save_directory, processor_cls.__name__)
+        return out
+
+    return type(f"{IMAGE_ONLY}{processor_cls.__name__}", (processor_cls,),
+                {"__init__": __init__, "save_pretrained": save_pretrained})
+
+
+IMAGE_ONLY = "ImageOnly"
+
+
+def _fix_saved_class(out_dir: str | Path, name: str) -> None:
+    for file in ("processor_config.json", "tokenizer_config.json"):
+        cfg = Path(out_dir) / file
+        if cfg.exists():
+            data = json.loads(cfg.read_text())
+            if data.get("processor_class", "").startswith(IMAGE_ONLY):
+                data["processor_class"] = name
+                cfg.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def make_processor(processor_cls: type, image_processor, tokenizer, chat_template=None, **kwargs) -> ProcessorMixin:
@@ -37,18 +58,12 @@ def make_processor(processor_cls: type, image_processor, tokenizer, chat_templat
 
 def save_processor(processor: ProcessorMixin, out_dir: str | Path) -> None:
     """Save so that ``AutoProcessor`` finds the architecture's own processor class again."""
-    processor.save_pretrained(out_dir)
-    for file in ("processor_config.json", "tokenizer_config.json"):
-        cfg = Path(out_dir) / file
-        if not cfg.exists():
-            continue
+    processor.save_pretrained(out_dir)  # an image-only processor names its parent class itself
+    cfg = Path(out_dir) / "processor_config.json"
+    if cfg.exists() and hasattr(processor, "image_seq_length"):
+        # InternVL's processor takes this in __init__ but does not write it.
         data = json.loads(cfg.read_text())
-        name = data.get("processor_class", "")
-        if name.startswith("ImageOnly"):
-            data["processor_class"] = name[len("ImageOnly") :]
-        if file == "processor_config.json" and hasattr(processor, "image_seq_length"):
-            # InternVL's processor takes this in __init__ but does not write it.
-            data["image_seq_length"] = processor.image_seq_length
+        data["image_seq_length"] = processor.image_seq_length
         cfg.write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -94,7 +109,8 @@ def _processor_config(path_or_id: str, **kwargs) -> dict:
 def _processor_class_name(path_or_id: str, **kwargs) -> str:
     name = _processor_config(path_or_id, **kwargs).get("processor_class")
     if name:
-        return name
+        # Folders saved before image-only processors named their parent class.
+        return name[len(IMAGE_ONLY):] if name.startswith(IMAGE_ONLY) else name
     from transformers import AutoConfig
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
 
