@@ -23,7 +23,7 @@ from rewards.backends.base import Backend
 from rewards.conversation import Conversation, build_conversation
 from rewards.likelihood_feature import FEATURE_CONFIG, LikelihoodFeature
 from rewards.scorer_files import hub_kwargs
-from rewards.steps import SEPARATOR, Step, join_steps, split_steps
+from rewards.steps import SEPARATOR, SPLITS, Step, join_steps, split_steps
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +74,19 @@ class ProcessRewardModel:
         aggregation: str = "mean",
         batch_size: int = 8,
         orm: bool = False,
+        step_split: str | None = None,
     ):
+        """``step_split``: ``rlvprm`` or ``released`` (``rewards.steps``); by default the backend's
+        (``released`` for the released checkpoints' remote-code backend, so they score the steps
+        their own code scores; ``rlvprm`` otherwise)."""
         self.backend = backend
         self.max_steps = max_steps
         self.aggregation = aggregation
         self.batch_size = batch_size
         self.orm = orm
+        self.step_split = step_split or getattr(backend, "default_step_split", "rlvprm")
+        if self.step_split not in SPLITS:
+            raise ValueError(f"unknown step split {self.step_split!r}; use one of {', '.join(SPLITS)}")
 
     @classmethod
     def from_pretrained(
@@ -104,7 +111,7 @@ class ProcessRewardModel:
         ``trust_remote_code=True``) or ``auto``. ``revision`` and ``token``: as in
         ``from_pretrained``, for a hub id.
         Remaining keyword arguments go to :class:`ProcessRewardModel` (``max_steps``,
-        ``aggregation``, ``batch_size``, ``orm``).
+        ``aggregation``, ``batch_size``, ``orm``, ``step_split``).
         """
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
@@ -152,7 +159,7 @@ class ProcessRewardModel:
                 return []
             start = solution.index(text)
             return [Step(text, start, start + len(text))]
-        return split_steps(solution, self.max_steps)
+        return split_steps(solution, self.max_steps, self.step_split)
 
     @torch.inference_mode()
     def score_group(self, question: str, images: Sequence[Image.Image], solutions: Sequence[str]) -> list[ScoredSolution]:
@@ -164,7 +171,8 @@ class ProcessRewardModel:
         out = []
         for solution in group.solutions:
             steps = self.split(solution)
-            conv = build_conversation(group.question, [st.text for st in steps], num_images=len(group.images))
+            conv = build_conversation(group.question, [st.text for st in steps], num_images=len(group.images),
+                                      allow_empty_steps=self.step_split == "released")
             out.append((steps, conv))
         return out
 

@@ -145,6 +145,10 @@ def _config_tile_size(config) -> int:
 class InternVLRemoteBackend:
     """Score with an InternVL remote-code model (``InternVLChatModel``) and its tokenizer."""
 
+    # The released checkpoints' own code splits with empty pieces kept (rewards.steps); a
+    # ProcessRewardModel on this backend splits that way unless told otherwise.
+    default_step_split = "released"
+
     def __init__(
         self,
         model,
