@@ -22,7 +22,7 @@ _EXPORTS = {
     "verify_answer": "rewards.outcome",
     "outcome_reward": "rewards.outcome",
     "ProcessRewardModel": "rewards.prm",
-    "load_scorer": "rewards.prm",
+    "load_scorer": "rewards.scorers",
     "Group": "rewards.prm",
     "ScoredSolution": "rewards.prm",
     "load_vlm": "rewards.loading",

@@ -110,17 +110,20 @@ def build_conversation(
     labels: Sequence[str | bool | int] | None = None,
     labels_in_input: bool = False,
     system_prompt: str = SYSTEM_PROMPT,
+    allow_empty_steps: bool = False,
 ) -> Conversation:
     """Build the VisualPRM conversation for ``steps`` (already split with ``split_steps``).
 
     ``labels`` (``"+"``/``"-"``, or truthy for correct) makes it a training conversation. The
     assistant turns hold ``+`` unless ``labels_in_input`` puts the labels there.
+    ``allow_empty_steps``: keep empty steps as empty user turns, as the released VisualPRM code does
+    with the empty pieces of its split (``split_steps(..., split="released")``).
     """
     if not question or not question.strip():
         raise ConversationError("the record has no question")
     if not steps:
         raise ConversationError("the solution has no steps (empty response)")
-    if any(not s.strip() for s in steps):
+    if not allow_empty_steps and any(not s.strip() for s in steps):
         raise ConversationError("a step is empty")
     norm_labels = None
     if labels is not None:

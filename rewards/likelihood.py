@@ -42,7 +42,6 @@ import bisect
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
@@ -391,11 +390,12 @@ class _LikelihoodScorer:
         raise NotImplementedError
 
 
-def _load(path_or_id: str, dtype, device, trust_remote_code: bool):
+def _load(path_or_id: str, dtype, device, trust_remote_code: bool, revision: str | None = None, token=None):
     from rewards.loading import load_vlm
 
     dev = resolve_device(device)
-    return load_vlm(path_or_id, dtype=resolve_dtype(dtype, dev), device=dev, trust_remote_code=trust_remote_code)
+    return load_vlm(path_or_id, dtype=resolve_dtype(dtype, dev), device=dev, trust_remote_code=trust_remote_code,
+                    revision=revision, token=token)
 
 
 class PolicyLikelihoodScorer(_LikelihoodScorer):
@@ -433,10 +433,12 @@ class PolicyLikelihoodScorer(_LikelihoodScorer):
         dtype: str | torch.dtype | None = "auto",
         device: str | torch.device | None = "auto",
         trust_remote_code: bool = False,
+        revision: str | None = None,
+        token: str | bool | None = None,
         **kwargs,
     ) -> "PolicyLikelihoodScorer":
         """Load the policy (a transformers image-text-to-text model); kwargs go to the constructor."""
-        model, processor = _load(path_or_id, dtype, device, trust_remote_code)
+        model, processor = _load(path_or_id, dtype, device, trust_remote_code, revision, token)
         return cls(model, processor, **kwargs)
 
     def _step_values(self, group: Group) -> list[StepLogprobs]:
@@ -490,19 +492,23 @@ class ImplicitPRM(_LikelihoodScorer):
         dtype: str | torch.dtype | None = "auto",
         device: str | torch.device | None = "auto",
         trust_remote_code: bool = False,
+        revision: str | None = None,
+        token: str | bool | None = None,
         **kwargs,
     ) -> "ImplicitPRM":
-        """Load an implicit PRM written by ``rlvprm train-prm --kind implicit``.
+        """Load an implicit PRM written by ``rlvprm train-prm --kind implicit`` (a folder or hub id).
 
-        The folder's ``implicit_prm.json`` names the reference model and ``beta``; ``reference``
-        and ``beta=`` override them. Other kwargs go to the constructor.
+        Its ``implicit_prm.json`` names the reference model and ``beta``; ``reference`` and
+        ``beta=`` override them. ``revision`` and ``token`` apply to the PRM's hub id (the
+        reference is named on its own). Other kwargs go to the constructor.
         """
-        info_path = Path(path) / IMPLICIT_CONFIG
-        if not info_path.exists():
-            raise ValueError(f"{path} has no {IMPLICIT_CONFIG}: it is not an implicit PRM written by "
-                             "`rlvprm train-prm --kind implicit` (pass reference= and beta= to build one by hand)")
+        from rewards.scorer_files import find_scorer_file
+
+        info_path = find_scorer_file(path, IMPLICIT_CONFIG, required=True, revision=revision, token=token,
+                                     needed_for="an implicit PRM written by `rlvprm train-prm --kind implicit` "
+                                                "(pass reference= and beta= to the constructor to build one by hand)")
         info = json.loads(info_path.read_text())
-        model, processor = _load(path, dtype, device, trust_remote_code)
+        model, processor = _load(path, dtype, device, trust_remote_code, revision, token)
         ref, _ = _load(reference or info["reference"], dtype, device, trust_remote_code)
         ref.requires_grad_(False)
         kwargs.setdefault("beta", info["beta"])

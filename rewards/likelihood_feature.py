@@ -52,17 +52,19 @@ class LikelihoodFeature:
         (Path(folder) / FEATURE_CONFIG).write_text(json.dumps(asdict(self), indent=1) + "\n")
 
     @classmethod
-    def load(cls, folder: str | Path) -> "LikelihoodFeature | None":
-        """The feature saved in ``folder``, or ``None`` when the PRM has none (or ``folder`` is a hub id)."""
-        path = Path(folder) / FEATURE_CONFIG
-        if not path.is_file():
+    def load(cls, path_or_id: str | Path, *, revision: str | None = None,
+             token: str | bool | None = None) -> "LikelihoodFeature | None":
+        """The feature saved beside the PRM at ``path_or_id`` (a folder or hub id), or ``None`` when it has none."""
+        from rewards.scorer_files import find_scorer_file
+
+        path = find_scorer_file(path_or_id, FEATURE_CONFIG, revision=revision, token=token)
+        if path is None:
             return None
         data = json.loads(path.read_text())
         unknown = set(data) - {"weight", "bias"}
         if unknown:
             raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
         return cls(float(data.get("weight", 1.0)), float(data.get("bias", 0.0)))
-
 
 def find_step_spans(
     decode, ids: Sequence[int], read_positions: Sequence[int], header_len: int, steps: Sequence[str]

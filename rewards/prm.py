@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
@@ -23,7 +22,8 @@ from rewards.aggregate import aggregate
 from rewards.backends.base import Backend
 from rewards.conversation import Conversation, build_conversation
 from rewards.likelihood_feature import FEATURE_CONFIG, LikelihoodFeature
-from rewards.steps import SEPARATOR, Step, join_steps, split_steps
+from rewards.scorer_files import hub_kwargs
+from rewards.steps import SEPARATOR, SPLITS, Step, join_steps, split_steps
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +74,19 @@ class ProcessRewardModel:
         aggregation: str = "mean",
         batch_size: int = 8,
         orm: bool = False,
+        step_split: str | None = None,
     ):
+        """``step_split``: ``rlvprm`` or ``released`` (``rewards.steps``); by default the backend's
+        (``released`` for the released checkpoints' remote-code backend, so they score the steps
+        their own code scores; ``rlvprm`` otherwise)."""
         self.backend = backend
         self.max_steps = max_steps
         self.aggregation = aggregation
         self.batch_size = batch_size
         self.orm = orm
+        self.step_split = step_split or getattr(backend, "default_step_split", "rlvprm")
+        if self.step_split not in SPLITS:
+            raise ValueError(f"unknown step split {self.step_split!r}; use one of {', '.join(SPLITS)}")
 
     @classmethod
     def from_pretrained(
@@ -91,29 +98,35 @@ class ProcessRewardModel:
         device: str | torch.device | None = "auto",
         trust_remote_code: bool = False,
         max_length: int | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
         **kwargs,
     ) -> "ProcessRewardModel":
         """Load a PRM from a local folder or hub id.
 
-        A folder with ``likelihood_feature.json`` (``rlvprm train-prm --likelihood-feature``) scores
-        with that feature (``rewards.likelihood_feature``). ``backend``: ``hf`` (transformers Auto
+        A PRM with ``likelihood_feature.json`` beside its weights (``rlvprm train-prm
+        --likelihood-feature``) scores with that feature (``rewards.likelihood_feature``), found in
+        the folder or fetched from the hub like the weights. ``backend``: ``hf`` (transformers Auto
         classes), ``internvl-remote`` (the released VisualPRM checkpoints' remote-code format; needs
-        ``trust_remote_code=True``) or ``auto``.
+        ``trust_remote_code=True``) or ``auto``. ``revision`` and ``token``: as in
+        ``from_pretrained``, for a hub id.
         Remaining keyword arguments go to :class:`ProcessRewardModel` (``max_steps``,
-        ``aggregation``, ``batch_size``, ``orm``).
+        ``aggregation``, ``batch_size``, ``orm``, ``step_split``).
         """
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
+        hub = {"revision": revision, "token": token}
+        feature = LikelihoodFeature.load(path_or_id, **hub)
         if backend == "auto":
-            backend = detect_backend(path_or_id)
+            backend = detect_backend(path_or_id, **hub)
         if backend == "hf":
             from rewards.backends.hf import HFBackend
             from rewards.loading import load_vlm
 
-            model, processor = load_vlm(path_or_id, dtype=dt, device=dev, trust_remote_code=trust_remote_code)
-            be = HFBackend(model, processor, max_length=max_length, feature=LikelihoodFeature.load(path_or_id))
+            model, processor = load_vlm(path_or_id, dtype=dt, device=dev, trust_remote_code=trust_remote_code, **hub)
+            be = HFBackend(model, processor, max_length=max_length, feature=feature)
         elif backend == "internvl-remote":
-            if LikelihoodFeature.load(path_or_id) is not None:
+            if feature is not None:
                 raise ValueError(
                     f"{path_or_id} has a likelihood feature ({FEATURE_CONFIG}), which only the hf backend computes"
                 )
@@ -124,7 +137,7 @@ class ProcessRewardModel:
                 )
             from rewards.backends.internvl_remote import InternVLRemoteBackend
 
-            be = InternVLRemoteBackend.from_pretrained(path_or_id, dtype=dt, device=dev, max_length=max_length)
+            be = InternVLRemoteBackend.from_pretrained(path_or_id, dtype=dt, device=dev, max_length=max_length, **hub)
         else:
             raise ValueError(f"unknown backend {backend!r}; use 'hf', 'internvl-remote' or 'auto'")
         return cls(be, **kwargs)
@@ -146,7 +159,7 @@ class ProcessRewardModel:
                 return []
             start = solution.index(text)
             return [Step(text, start, start + len(text))]
-        return split_steps(solution, self.max_steps)
+        return split_steps(solution, self.max_steps, self.step_split)
 
     @torch.inference_mode()
     def score_group(self, question: str, images: Sequence[Image.Image], solutions: Sequence[str]) -> list[ScoredSolution]:
@@ -158,7 +171,8 @@ class ProcessRewardModel:
         out = []
         for solution in group.solutions:
             steps = self.split(solution)
-            conv = build_conversation(group.question, [st.text for st in steps], num_images=len(group.images))
+            conv = build_conversation(group.question, [st.text for st in steps], num_images=len(group.images),
+                                      allow_empty_steps=self.step_split == "released")
             out.append((steps, conv))
         return out
 
@@ -193,45 +207,6 @@ class ProcessRewardModel:
         return probs
 
 
-LIKELIHOOD_PREFIX = "likelihood:"
-
-
-def load_scorer(path_or_id: str, *, orm: bool = False, **kwargs):
-    """Any trained process scorer from a folder or hub id, behind the ``score_groups`` interface.
-
-    A folder written by ``rlvprm train-prm --kind stacked`` (``stacked_scorer.json``) gives a
-    ``rewards.stacked.StackedScorer``; one written by ``--kind implicit`` (``implicit_prm.json``) gives
-    a ``rewards.likelihood.ImplicitPRM`` (``backend`` and ``max_length`` do not apply to it: it
-    scores in the policy prompt format, and ``trust_remote_code``, ``dtype``, ``device``,
-    ``max_steps``, ``aggregation``, ``batch_size`` and ``orm`` pass through); anything else a
-    :class:`ProcessRewardModel` (``rlvprm train-prm --kind prm``, VisualPRM-8B). ``orm=True``
-    scores each whole response as one step. ``likelihood:POLICY`` gives the training-free
-    ``rewards.likelihood.PolicyLikelihoodScorer`` of that policy (its own step probabilities, running
-    minimum), so every command that takes a scorer can measure it.
-    """
-    from rewards.likelihood import IMPLICIT_CONFIG, ImplicitPRM, PolicyLikelihoodScorer
-    from rewards.stacked import STACKED_CONFIG, StackedScorer
-
-    if path_or_id.startswith(LIKELIHOOD_PREFIX):
-        kwargs.pop("backend", None)
-        if kwargs.pop("max_length", None) is not None:
-            raise ValueError("the policy-likelihood scorer has no max_length option; leave it unset")
-        return PolicyLikelihoodScorer.from_pretrained(path_or_id[len(LIKELIHOOD_PREFIX):], orm=orm, **kwargs)
-
-    for config, what in ((STACKED_CONFIG, "a stacked scorer"), (IMPLICIT_CONFIG, "an implicit PRM")):
-        if not (Path(path_or_id) / config).is_file():
-            continue
-        kwargs.pop("backend", None)
-        if kwargs.pop("max_length", None) is not None:
-            raise ValueError(f"{path_or_id} is {what}, which has no max_length option; leave it unset")
-        if config == IMPLICIT_CONFIG:
-            return ImplicitPRM.from_pretrained(path_or_id, orm=orm, **kwargs)
-        if orm:
-            raise ValueError(f"{path_or_id} is {what}, which has no ORM mode")
-        return StackedScorer.from_pretrained(path_or_id, **kwargs)
-    return ProcessRewardModel.from_pretrained(path_or_id, orm=orm, **kwargs)
-
-
 def given_steps(steps: Sequence[str]) -> list[Step]:
     """Steps given as a list, with spans inside ``join_steps(steps)``."""
     out, pos = [], 0
@@ -243,12 +218,22 @@ def given_steps(steps: Sequence[str]) -> list[Step]:
     return out
 
 
-def detect_backend(path_or_id: str) -> str:
+def detect_backend(path_or_id: str, revision: str | None = None, token: str | bool | None = None) -> str:
     """``internvl-remote`` for InternVL remote-code checkpoints (VisualPRM-8B), else ``hf``."""
     from transformers import PretrainedConfig
 
-    cfg, _ = PretrainedConfig.get_config_dict(path_or_id)
+    cfg, _ = PretrainedConfig.get_config_dict(path_or_id, **hub_kwargs(revision, token))
     archs = cfg.get("architectures") or []
     if "InternVLChatModel" in archs or (cfg.get("auto_map") and cfg.get("model_type") == "internvl_chat"):
         return "internvl-remote"
     return "hf"
+
+
+def __getattr__(name: str):
+    # ``rewards.prm.load_scorer`` moved to ``rewards.scorers`` (it imports this module); the old
+    # name keeps working without an import-time circle.
+    if name in ("load_scorer", "LIKELIHOOD_PREFIX"):
+        from rewards import scorers
+
+        return getattr(scorers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

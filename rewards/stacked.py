@@ -26,9 +26,7 @@ Left out: an ORM mode (fit a stack on response labels instead), interactions bet
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Iterable, Sequence
 
 from PIL import Image
@@ -37,7 +35,7 @@ from rewards.aggregate import aggregate, parse_aggregation
 from rewards.likelihood import sigmoid
 from rewards.prm import Group, ScoredSolution
 
-STACKED_CONFIG = "stacked_scorer.json"  # the folder of a stacked scorer holds only this file
+STACKED_CONFIG = "stacked_scorer.json"  # the folder of a stacked scorer holds only this file; rewards.scorers loads it
 LOGIT_CLIP = 12.0  # |logit| bound: a likelihood of 1e-9 must not dominate the sum
 
 
@@ -99,16 +97,6 @@ class StackedScorer:
         for c in self.components:
             c.batch_size = value
 
-    @classmethod
-    def from_pretrained(cls, path: str, *, device="auto", dtype="auto", trust_remote_code: bool = False,
-                        batch_size: int = 8, max_steps: int | None = None, aggregation: str | None = None):
-        """Load the folder ``rlvprm train-prm --kind stacked`` wrote (its ``stacked_scorer.json``)."""
-        info = json.loads((Path(path) / STACKED_CONFIG).read_text())
-        comps = [load_component(c, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
-                                batch_size=batch_size, max_steps=max_steps) for c in info["components"]]
-        return cls(comps, info["weights"], info["bias"], aggregation or info.get("aggregation", "min"),
-                   names=[c["name"] for c in info["components"]])
-
     def split(self, solution):
         return self.components[0].split(solution)
 
@@ -131,24 +119,3 @@ class StackedScorer:
             out.append(scored)
         return out
 
-
-def load_component(spec: dict, **kwargs):
-    """One component from its spec: ``{"name", "kind": "scorer" | "likelihood", "path", ...}``.
-
-    ``scorer``: anything ``rewards.load_scorer`` loads (its own step scores, unaggregated);
-    ``likelihood``: the policy at ``path`` as a ``PolicyLikelihoodScorer`` with ``score`` (default
-    ``step_prob``) and ``running_min`` (default true).
-    """
-    from rewards.likelihood import PolicyLikelihoodScorer
-    from rewards.prm import load_scorer
-
-    kind = spec.get("kind")
-    if kind == "likelihood":
-        return PolicyLikelihoodScorer.from_pretrained(
-            spec["path"], kind=spec.get("score", "step_prob"), running_min=spec.get("running_min", True),
-            device=kwargs["device"], dtype=kwargs["dtype"], trust_remote_code=kwargs["trust_remote_code"],
-            batch_size=kwargs["batch_size"], max_steps=kwargs["max_steps"],
-        )
-    if kind == "scorer":
-        return load_scorer(spec["path"], **kwargs)
-    raise ValueError(f"unknown component kind {kind!r} in {STACKED_CONFIG}; use 'scorer' or 'likelihood'")

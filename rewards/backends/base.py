@@ -77,7 +77,10 @@ def find_read_positions(ids: Sequence[int], header: Sequence[int], answer_ids: s
 def answer_token_ids(tokenizer, header_text: str) -> tuple[list[int], int, int]:
     """Token ids of the assistant header and of ``+`` and ``-`` as they follow it.
 
-    Raises when the tokenizer does not give ``+`` or ``-`` a single token of its own there.
+    Raises when the tokenizer does not give ``+`` or ``-`` a single token of its own there, or when
+    that token is not the vocabulary's ``+`` / ``-``: the released VisualPRM code reads the logits of
+    ``convert_tokens_to_ids('+')`` and ``('-')``, rlvprm those of the token found in the prompt, and
+    the two must be the same logit for the scores to agree.
     """
     header = tokenizer.encode(header_text, add_special_tokens=False)
     out = []
@@ -87,6 +90,16 @@ def answer_token_ids(tokenizer, header_text: str) -> tuple[list[int], int, int]:
             raise ValueError(
                 f"the tokenizer does not give {answer!r} its own token after the assistant header "
                 f"{header_text!r} (got {tokenizer.convert_ids_to_tokens(ids[len(header):])})"
+            )
+        vocab_id = tokenizer.convert_tokens_to_ids(answer)
+        if vocab_id is None or (vocab_id == tokenizer.unk_token_id and answer != tokenizer.unk_token):
+            raise ValueError(f"the tokenizer's vocabulary has no token {answer!r} (convert_tokens_to_ids gives "
+                             f"{vocab_id}), which the released VisualPRM code reads its step scores from")
+        if vocab_id != ids[-1]:
+            raise ValueError(
+                f"{answer!r} after the assistant header {header_text!r} is token {ids[-1]} "
+                f"({tokenizer.convert_ids_to_tokens(ids[-1])!r}), but the vocabulary's {answer!r} is token {vocab_id}: "
+                "the released VisualPRM code and rlvprm would read different logits"
             )
         out.append(ids[-1])
     return header, out[0], out[1]

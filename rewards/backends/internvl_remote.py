@@ -145,6 +145,10 @@ def _config_tile_size(config) -> int:
 class InternVLRemoteBackend:
     """Score with an InternVL remote-code model (``InternVLChatModel``) and its tokenizer."""
 
+    # The released checkpoints' own code splits with empty pieces kept (rewards.steps); a
+    # ProcessRewardModel on this backend splits that way unless told otherwise.
+    default_step_split = "released"
+
     def __init__(
         self,
         model,
@@ -181,13 +185,18 @@ class InternVLRemoteBackend:
         device: str | torch.device = "cpu",
         max_length: int | None = None,
         max_num: int = 12,
+        revision: str | None = None,
+        token: str | bool | None = None,
     ) -> "InternVLRemoteBackend":
         """Load the checkpoint's own model code and tokenizer (runs remote code), in eval mode."""
         from transformers import AutoModel, AutoTokenizer
 
-        model = AutoModel.from_pretrained(path_or_id, trust_remote_code=True, dtype=dtype)
+        from rewards.scorer_files import hub_kwargs
+
+        hub = hub_kwargs(revision, token)
+        model = AutoModel.from_pretrained(path_or_id, trust_remote_code=True, dtype=dtype, **hub)
         model.to(device).eval()
-        tokenizer = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=True, use_fast=False)
+        tokenizer = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=True, use_fast=False, **hub)
         return cls(model, tokenizer, max_length=max_length, max_num=max_num)
 
     @property

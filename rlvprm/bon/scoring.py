@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 from tqdm.auto import tqdm
 
 from rewards.backends.base import InputError
-from rewards.prm import Group, load_scorer
+from rewards.prm import Group
+from rewards.scorers import load_scorer
 from rlvprm.bon.candidates import chunks
 from rlvprm.data.jsonl import RecordError, ResumableWriter, read_jsonl
 from rlvprm.data.records import load_images

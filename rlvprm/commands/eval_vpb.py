@@ -1,13 +1,20 @@
 """`rlvprm eval-vpb`: a PRM (or any judge's step scores) on VisualProcessBench.
 
     rlvprm eval-vpb --data test.jsonl --image-root images/ --model PRM --out runs/vpb
-    rlvprm eval-vpb --data test.jsonl --scores judge_scores.jsonl --out runs/vpb --sweep
+    rlvprm eval-vpb --data test.jsonl --scores judge_scores.jsonl --out runs/vpb --sweep false
 
 With ``--model`` the records are scored by ``rlvprm score`` itself (same scorer, same batching),
 into ``OUT/scores.jsonl``; a killed run re-started with the same ``--out`` scores only what is
 missing. With ``--scores`` the step scores come from a file in ``rlvprm score``'s output format
 (``id``, ``step_scores``), so any judge can be evaluated. VisualProcessBench records have no id:
 a record's line number in ``--data`` is its id, as ``rlvprm score`` writes it.
+
+The result is macro-F1 at ``--threshold``, fixed before the labels are seen. Beside it (``--sweep``,
+on by default; ``--sweep false`` leaves it out) comes the macro-F1 at the best threshold found on
+these very labels, marked everywhere as tuned on the test data: an optimistic bound, never the
+result. VisualPRM's paper does not publish the threshold behind its VisualProcessBench numbers;
+third-party re-implementations use 0.5 or 0.85, so compare at those and read the tuned line as
+how much a threshold choice could move the number.
 
 Writes ``OUT/metrics.json`` (everything ``rlvprm.evaluation.vpb.evaluate`` reports, plus what was
 skipped and, when records name an ``error_type`` as the visual-arith world's sets do, the
@@ -46,7 +53,8 @@ class EvalVPBConfig:
                               "implicit or stacked; likelihood:POLICY for a policy's own step likelihood); or give --scores")
     scores: str | None = field(None, help="precomputed step scores: jsonl with 'id' and 'step_scores' per record")
     threshold: float = field(0.5, help="a step is judged correct when its score is above this (fixed in advance)")
-    sweep: bool = field(False, help="also report the best threshold found on the test labels (marked as tuned)")
+    sweep: bool = field(True, help="also report macro-F1 at the best threshold found on the test labels, marked as "
+                        "tuned on the test data (an optimistic bound beside the result at --threshold); false to leave it out")
     image_root: str | None = field(None, help="folder that image paths are relative to (default: the data file's folder)")
     hub_split: str = field("test", help="split to load when --data is a hub dataset id")
     skip_bad: bool = field(False, help="count and list records without matching scores instead of stopping")
@@ -113,6 +121,10 @@ def main(cfg: EvalVPBConfig) -> dict[str, Any]:
     print(f"eval-vpb: {o['n_records']} records, macro-F1 {_fmt(o['macro_f1'])} pooled, "
           f"{_fmt(metrics['step_weighted_macro_f1'])} step-weighted at threshold {cfg.threshold:g}, "
           f"{len(skipped)} skipped -> {out / 'metrics.md'}")
+    tuned = metrics.get("sweep")
+    if tuned:
+        print(f"eval-vpb: TUNED ON THE TEST DATA (not a result): best threshold {tuned['threshold']:.6g} gives "
+              f"macro-F1 {_fmt(tuned['macro_f1'])} pooled, {_fmt(tuned['step_weighted_macro_f1'])} step-weighted")
     return report
 
 

@@ -11,7 +11,8 @@ Monte Carlo score from ``--num-mc`` continuations (``rlvprm.labeling.mc`` says e
 step is scored by the rollout's own answer). One Raw line per rollout, id ``{record id}-r{k}``,
 written as each record finishes (``rlvprm.labeling.formats``). The policy is prompted with the
 record's question as given; the Raw ``question`` holds it with ``<image>`` placeholders (put first
-when it had none), as the PRM conversation builder would place the images.
+when it had none), as the PRM conversation builder would place the images, and ``question_orig``
+holds it as given (what the published Raw rows keep beside the policy prompt).
 
 Re-running with the same ``--out`` resumes: finished rollouts are not redone, and because every
 record is seeded from its own id, the resumed file is the file an uninterrupted run writes; so is the
@@ -191,7 +192,8 @@ def label(cfg: LabelConfig, sampler: Sampler | None = None) -> dict:
                     passed.write({"id": key, "reason": "the rollout has no steps (empty response)"})
                     stats["empty_rollouts"] += 1
                     continue
-                writer.write(raw_record(rid, rollout, image, question, rec.answer, cfg.num_mc, rec.data_source))
+                writer.write(raw_record(rid, rollout, image, question, rec.answer, cfg.num_mc, rec.data_source,
+                                        question_orig=rec.question))
                 stats["rollouts_written"] += 1
             stats["labelled_now"] += 1
             stats["continuations"] += result.num_continuations

@@ -22,7 +22,8 @@ from tqdm import tqdm
 from rewards.aggregate import parse_aggregation
 from rewards.backends.base import InputError
 from rewards.conversation import ConversationError
-from rewards.prm import Group, load_scorer
+from rewards.prm import Group
+from rewards.scorers import load_scorer
 from rlvprm.config import field
 from rlvprm.data.jsonl import RecordError, ResumableWriter, read_jsonl
 from rlvprm.data.records import Record, load_images, parse_record

@@ -2,8 +2,11 @@
 
 - **VisualPRM400K-v1.1-Raw**, one line per rollout: ``image``, ``question`` (the policy prompt,
   with ``<image>``), ``answer``, ``response``, ``num_mc_sequences``, ``steps_with_score: [{step,
-  score, num_mc_correct, num_mc_total}]``. rlvprm adds ``id`` (``{record id}-r{k}`` for rollout
-  ``k``) and keeps the prompt's ``data_source``; nothing else.
+  score, num_mc_correct, num_mc_total}]``, and ``question_orig`` (the question before the policy
+  prompt wrapper; rlvprm's policy saw the record's question as given, so it is that). rlvprm adds
+  ``id`` (``{record id}-r{k}`` for rollout ``k``) and keeps the prompt's ``data_source``; nothing
+  else. ``question_orig`` reads back into :class:`PRMRecord`; the conversation format has no such
+  field, so converting drops it (the conversation is built from ``question``, as before).
 - **VisualPRM400K conversations**: ``id``, ``image``, ``conversations: [{from, value}]``, built by
   ``rewards.conversation.build_conversation`` (the builder the scorer and the trainer use), with
   the labels in the ``gpt`` turns.
@@ -55,6 +58,7 @@ class PRMRecord(NamedTuple):
     question: str
     steps: list[str]
     labels: list[str]
+    question_orig: str | None = None  # Raw rows: the question before the policy prompt wrapper
 
 
 def rollout_id(record_id: str, k: int) -> str:
@@ -89,12 +93,14 @@ def raw_record(
     answer: str,
     num_mc: int,
     data_source: str | None = None,
+    question_orig: str | None = None,
 ) -> dict[str, Any]:
-    """One VisualPRM400K-v1.1-Raw line for a labelled rollout."""
+    """One VisualPRM400K-v1.1-Raw line for a labelled rollout (``question_orig`` written when given)."""
     rec = {
         "id": rollout_id(record_id, rollout.index),
         "image": image,
         "question": question,
+        **({"question_orig": question_orig} if question_orig is not None else {}),
         "answer": answer,
         "response": rollout.response,
         "num_mc_sequences": num_mc,
@@ -118,6 +124,7 @@ def parse_prm_row(row: dict[str, Any], rid: str, where: str, threshold: float = 
     """A :class:`PRMRecord` from one row of either format; :class:`RecordError` names bad ones."""
     rid = str(row["id"]) if row.get("id") is not None else rid
     name = f"record {rid} ({where})"
+    question_orig = None
     try:
         images = _image_list(row)
         if "conversations" in row:
@@ -141,6 +148,9 @@ def parse_prm_row(row: dict[str, Any], rid: str, where: str, threshold: float = 
                     raise RecordError(f"step {i + 1} has no numeric 'score' (got {score!r})")
                 steps.append(entry["step"])
                 labels.append(step_label(float(score), threshold))
+            question_orig = row.get("question_orig")
+            if question_orig is not None and not isinstance(question_orig, str):
+                raise RecordError(f"'question_orig' must be text (got {type(question_orig).__name__})")
         elif isinstance(row.get("response"), dict) and "process_correctness" in row["response"]:
             question = row.get("question")
             if not isinstance(question, str):
@@ -159,7 +169,7 @@ def parse_prm_row(row: dict[str, Any], rid: str, where: str, threshold: float = 
         build_conversation(question, steps, num_images=len(images), labels=labels)
     except (RecordError, ConversationError) as err:
         raise RecordError(f"{name}: {err}") from None
-    return PRMRecord(rid, images, question, steps, labels)
+    return PRMRecord(rid, images, question, steps, labels, question_orig)
 
 
 def read_prm_records(

@@ -26,7 +26,8 @@ import torch
 from tqdm.auto import tqdm
 
 from rewards.prm import Group
-from rewards.stacked import STACKED_CONFIG, combine, component_scores, load_component, logit
+from rewards.scorers import load_component
+from rewards.stacked import STACKED_CONFIG, combine, component_scores, logit
 
 log = logging.getLogger(__name__)
 

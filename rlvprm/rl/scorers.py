@@ -196,7 +196,7 @@ def load_scorer(
     """
     if prm == "oracle":
         return OracleScorer()
-    from rewards.prm import load_scorer as load_prm
+    from rewards.scorers import load_scorer as load_prm
 
     model = load_prm(
         prm, backend=backend, dtype=dtype, device=device, trust_remote_code=trust_remote_code,

@@ -46,3 +46,30 @@ def test_merge_to_one():
 def test_bad_max_steps():
     with pytest.raises(ValueError):
         split_steps("a", max_steps=0)
+
+
+def released_split_response(response, sep="\n\n", max_steps=None):
+    """The released VisualPRM remote code's split, restated from its description (DESIGN.md section 9)."""
+    steps = response.split(sep)
+    if max_steps is not None:
+        size = -(-len(steps) // max_steps)
+        steps = [sep.join(steps[i : i + size]) for i in range(0, len(steps), size)]
+    return steps
+
+
+@pytest.mark.parametrize("text", ["a\n\n\n\nb", "\n\na\n\n", " a \n\nb\n\n\n\n\n\nc\n\n", "", "one", "1\n\n2\n\n3\n\n\n\n5"])
+@pytest.mark.parametrize("max_steps", [None, 1, 2, 3, 12])
+def test_released_split_is_the_released_codes_split(text, max_steps):
+    steps = split_steps(text, max_steps, split="released")
+    assert [s.text for s in steps] == released_split_response(text, max_steps=max_steps)
+    for s in steps:  # every step, empty ones too, is the exact text of its span
+        assert text[s.start : s.end] == s.text
+
+
+def test_released_split_keeps_empty_pieces():
+    assert [s.text for s in split_steps("a\n\n\n\nb", split="released")] == ["a", "", "b"]
+    assert [s.text for s in split_steps("a\n\n\n\nb")] == ["a", "b"]
+    # Merging counts the empty pieces: 4 pieces, at most 2 steps -> chunks of 2.
+    assert [s.text for s in split_steps("a\n\n\n\nb\n\nc", 2, split="released")] == ["a\n\n", "b\n\nc"]
+    with pytest.raises(ValueError, match="unknown step split"):
+        split_steps("a", split="official")

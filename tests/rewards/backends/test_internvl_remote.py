@@ -26,7 +26,7 @@ from rewards.backends.internvl_remote import (
     tile_image,
 )
 from rewards.conversation import SYSTEM_PROMPT, build_conversation
-from rewards.prm import ProcessRewardModel, detect_backend
+from rewards.prm import Group, ProcessRewardModel, detect_backend
 
 _spec = importlib.util.spec_from_file_location(
     "remote_internvl_fixture", Path(__file__).with_name("remote_internvl_fixture.py")
@@ -289,3 +289,17 @@ def test_a_likelihood_feature_is_refused_by_the_remote_backend(ckpt, tmp_path):
     LikelihoodFeature().save(folder)
     with pytest.raises(ValueError, match="only the hf backend"):
         ProcessRewardModel.from_pretrained(str(folder), trust_remote_code=True, device="cpu", dtype="float32")
+
+
+def test_the_released_checkpoints_backend_splits_as_their_code_does(ckpt, prm):
+    image = noise_image(56, 28, seed=11)
+    assert prm.step_split == "released"
+    (got,) = prm.score_group(QUESTION, [image], ["a\n\n\n\nb"])
+    assert [s.text for s in got.steps] == ["a", "", "b"] and len(got.step_scores) == 3
+    # The empty piece is an empty user turn with its own placeholder, as in the released code.
+    conv = prm.prepare(Group(QUESTION, [image], ["a\n\n\n\nb"]))[0][1]
+    assert [t.text for t in conv.turns if t.role == "user"][1:] == ["", "b"]
+    own = ProcessRewardModel(prm.backend, step_split="rlvprm")
+    assert [s.text for s in own.score_group(QUESTION, [image], ["a\n\n\n\nb"])[0].steps] == ["a", "b"]
+    with pytest.raises(ValueError, match="unknown step split"):
+        ProcessRewardModel(prm.backend, step_split="official")

@@ -53,10 +53,10 @@ def run(*args):
     return cli.main(["eval-vpb", *map(str, args)])
 
 
-def test_precomputed_scores_end_to_end(vpb, tmp_path):
+def test_precomputed_scores_end_to_end(vpb, tmp_path, capsys):
     scores = write_scores(tmp_path / "judge.jsonl", SCORES)
     out = tmp_path / "out"
-    assert run("--data", vpb, "--scores", scores, "--out", out, "--sweep") == 0
+    assert run("--data", vpb, "--scores", scores, "--out", out) == 0  # the tuned threshold is reported by default
     m = json.loads((out / "metrics.json").read_text())
     # MathVista: correct 0.9, 0.8 | 0.4 ; wrong 0.3 | 0.6. correct TP 2 FN 1 FP 1 -> 2/3;
     # wrong TP 1 FP 1 FN 1 -> 1/2; macro 7/12. 5 labelled steps.
@@ -76,6 +76,11 @@ def test_precomputed_scores_end_to_end(vpb, tmp_path):
     assert m["sweep"]["macro_f1"] == pytest.approx(8 / 9)
     md = (out / "metrics.md").read_text()
     assert "| MathVista | 2 | 5 |" in md and "| MMMU | 2 | 5 |" in md and "step-weighted" in md
+    assert "tuned on the test set" in md
+    printed = capsys.readouterr().out
+    assert "at threshold 0.5" in printed and "TUNED ON THE TEST DATA (not a result): best threshold 0.6" in printed
+    assert run("--data", vpb, "--scores", scores, "--out", tmp_path / "plain", "--sweep", "false") == 0
+    assert "sweep" not in json.loads((tmp_path / "plain" / "metrics.json").read_text())
 
 
 def test_error_types_get_their_own_position_matched_auc(vpb, tmp_path):

@@ -21,7 +21,7 @@ _spec = importlib.util.spec_from_file_location(
 scripted = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(scripted)
 
-RAW_KEYS = ["id", "image", "question", "answer", "response", "num_mc_sequences", "steps_with_score", "data_source"]
+RAW_KEYS = ["id", "image", "question", "question_orig", "answer", "response", "num_mc_sequences", "steps_with_score", "data_source"]
 
 
 def question(i: int) -> str:
@@ -69,7 +69,8 @@ def test_raw_output_is_exactly_the_published_format(tmp_path):
     rows = read(out)
     assert [list(r) for r in rows] == [RAW_KEYS] * 4
     assert rows[0] == {
-        "id": "p0-r0", "image": "images/0.png", "question": "<image>\n" + question(0), "answer": "7",
+        "id": "p0-r0", "image": "images/0.png", "question": "<image>\n" + question(0), "question_orig": question(0),
+        "answer": "7",
         "response": "Read 0. [3/4]\n\n0 + 7 = 7. [1/4]\n\nSo \\boxed{7}.", "num_mc_sequences": 4,
         "steps_with_score": [
             {"step": "Read 0. [3/4]", "score": 0.75, "num_mc_correct": 3, "num_mc_total": 4},

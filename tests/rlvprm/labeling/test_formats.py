@@ -45,6 +45,20 @@ def test_raw_record_has_exactly_the_published_keys():
     assert rec["steps_with_score"] == [{"step": "a", "score": 0.5, "num_mc_correct": 8, "num_mc_total": 16},
                                        {"step": "b", "score": 1.0, "num_mc_correct": 1, "num_mc_total": 1}]
     assert "data_source" not in raw_record("p-1", rollout, "x.png", "Q", "7", 16)
+    with_orig = raw_record("p-1", rollout, "x.png", "<image>\nQ", "7", 16, question_orig="Q")
+    assert list(with_orig)[:4] == ["id", "image", "question", "question_orig"] and with_orig["question_orig"] == "Q"
+
+
+def test_question_orig_reads_back_and_converting_drops_it(tmp_path):
+    rows = [{**raw("a", [1.0, 0.0]), "question_orig": "What is 3 + 4?"}, raw("b", [1.0])]
+    records = list(read_prm_records(write(tmp_path / "raw.jsonl", rows)))
+    assert [r.question_orig for r in records] == ["What is 3 + 4?", None]
+    conv = conversation_record(records[0])
+    assert set(conv) == {"id", "image", "conversations"}  # the published conversation format's keys
+    assert "### Question:\n<image>\nWhat is 3 + 4?\n\n" in conv["conversations"][1]["value"]
+    bad = [{**raw("c", [1.0]), "question_orig": 3}]
+    with pytest.raises(RecordError, match="question_orig"):
+        list(read_prm_records(write(tmp_path / "bad.jsonl", bad)))
     assert policy_question("How many?", 1) == "<image>\nHow many?"
     assert policy_question("<image>\nHow many?", 1) == "<image>\nHow many?"
     assert policy_question("How many?", 0) == "How many?"
