@@ -57,14 +57,14 @@ class BonConfig:
     out: str = field(help="run folder: candidates.jsonl, scores.jsonl, results.json, results.md, scaling.png")
     orm: str | None = field(None, help="also score every whole candidate with this model in ORM mode (one step)")
     image_root: str | None = field(None, help="folder that image paths are relative to (default: the data file's folder)")
-    n: int = field(8, help="candidates per prompt, sampled once; selection runs at N = 1, 2, 4, ..., n")
-    temperature: float = field(1.0, help="sampling temperature of the candidates (the greedy answer uses 0)")
-    top_p: float = field(1.0, help="nucleus sampling threshold")
-    max_new_tokens: int = field(1024, help="longest candidate, in tokens")
+    n: int = field(8, min=1, help="candidates per prompt, sampled once; selection runs at N = 1, 2, 4, ..., n")
+    temperature: float = field(1.0, min=0, help="sampling temperature of the candidates (the greedy answer uses 0)")
+    top_p: float = field(1.0, min=0, max=1, help="nucleus sampling threshold")
+    max_new_tokens: int = field(1024, min=1, help="longest candidate, in tokens")
     seed: int = field(0, help="seed of sampling and of the subsets drawn at N < n")
     greedy: bool = field(True, help="also decode one greedy answer per prompt (pass@1 greedy)")
     sampler: Literal["hf", "vllm"] = field("hf", help="generation backend: transformers generate, or vLLM")
-    chunk_size: int = field(16, help="prompts per sampling and scoring call, the unit written and resumed "
+    chunk_size: int = field(16, min=1, help="prompts per sampling and scoring call, the unit written and resumed "
                                      "(vLLM: hundreds)")
     logprobs: Literal["auto", "policy", "sampler", "none"] = field(
         "auto", help="per-step policy log-probabilities: 'policy' (a teacher-forced pass, hf only), 'sampler' "
@@ -74,18 +74,18 @@ class BonConfig:
     prm_backend: Literal["auto", "hf", "internvl-remote"] = field("auto", help="format of the PRM and ORM")
     trust_remote_code: bool = field(False, help="let the PRM's and ORM's own code run (VisualPRM-8B needs it)")
     policy_trust_remote_code: bool = field(False, help="let the policy checkpoint's own code run")
-    max_steps: int | None = field(None, help="merge a candidate's steps evenly down to at most this many")
-    max_length: int | None = field(None, help="longest PRM conversation in tokens; a longer candidate is an "
+    max_steps: int | None = field(None, min=1, help="merge a candidate's steps evenly down to at most this many")
+    max_length: int | None = field(None, min=1, help="longest PRM conversation in tokens; a longer candidate is an "
                                               "error (with --skip-bad: unscored, ranked last)")
-    prm_batch_size: int = field(8, help="solutions per PRM forward pass")
+    prm_batch_size: int = field(8, min=1, help="solutions per PRM forward pass")
     aggregations: list[str] = field(DEFAULT_AGGREGATIONS, help="response scores from step scores, one strategy each")
-    num_subsets: int = field(32, help="random subsets per prompt at each N < n (all of them when there are fewer)")
+    num_subsets: int = field(32, min=1, help="random subsets per prompt at each N < n (all of them when there are fewer)")
     dtype: str = field("auto", help="float32, bfloat16, float16 or auto (bf16 on a GPU that has it, else fp32)")
     device: str = field("auto", help="cpu, cuda, cuda:N or auto (policy and reward models)")
-    vllm_gpu_memory_utilization: float = field(0.5, help="--sampler vllm: share of GPU memory vLLM may take "
+    vllm_gpu_memory_utilization: float = field(0.5, min=0, max=1, help="--sampler vllm: share of GPU memory vLLM may take "
                                                          "(the PRM needs the rest)")
-    threads: int = field(0, help="torch CPU threads (0: torch's default)")
-    limit: int | None = field(None, help="use only the first N rows of --data")
+    threads: int = field(0, min=0, help="torch CPU threads (0: torch's default)")
+    limit: int | None = field(None, min=1, help="use only the first N rows of --data")
     skip_bad: bool = field(False, help="count and list bad prompts, mismatched records and unscorable "
                                        "candidates instead of stopping")
 

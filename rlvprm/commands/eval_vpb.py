@@ -58,12 +58,12 @@ class EvalVPBConfig:
     image_root: str | None = field(None, help="folder that image paths are relative to (default: the data file's folder)")
     hub_split: str = field("test", help="split to load when --data is a hub dataset id")
     skip_bad: bool = field(False, help="count and list records without matching scores instead of stopping")
-    batch_size: int = field(8, help="--model only: solutions per forward pass")
+    batch_size: int = field(8, min=1, help="--model only: solutions per forward pass")
     backend: Literal["auto", "hf", "internvl-remote"] = field("auto", help="--model only: model format")
     dtype: str = field("auto", help="--model only: float32, bfloat16, float16 or auto")
     device: str = field("auto", help="--model only: cpu, cuda, cuda:N or auto")
     trust_remote_code: bool = field(False, help="--model only: allow the checkpoint's own code (VisualPRM-8B needs it)")
-    max_length: int | None = field(None, help="--model only: longest conversation in tokens")
+    max_length: int | None = field(None, min=1, help="--model only: longest conversation in tokens")
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.scores is None):

@@ -38,17 +38,17 @@ class ScoreConfig:
     data: str = field(help="jsonl of VisualProcessBench records or prompt records with a 'response'")
     out: str = field(help="output jsonl (one line per record); an existing file is resumed")
     image_root: str | None = field(None, help="folder that image paths are relative to (default: the data file's folder)")
-    max_steps: int | None = field(None, help="merge a response's steps evenly down to at most this many")
+    max_steps: int | None = field(None, min=1, help="merge a response's steps evenly down to at most this many")
     aggregate: str = field("mean", help="response score from step scores: mean, min, max, last, prod, softmin[:T]")
-    batch_size: int = field(8, help="solutions per forward pass")
+    batch_size: int = field(8, min=1, help="solutions per forward pass")
     orm: bool = field(False, help="ORM mode: score the whole response as one step")
     backend: Literal["auto", "hf", "internvl-remote"] = field("auto", help="model format")
     dtype: str = field("auto", help="float32, bfloat16, float16 or auto (bf16 on a GPU that has it, else fp32)")
     device: str = field("auto", help="cpu, cuda, cuda:N or auto")
     trust_remote_code: bool = field(False, help="allow the checkpoint's own code to run (needed by VisualPRM-8B)")
-    max_length: int | None = field(None, help="longest conversation in tokens; longer records are errors")
+    max_length: int | None = field(None, min=1, help="longest conversation in tokens; longer records are errors")
     skip_bad: bool = field(False, help="skip bad records (counted and listed in OUT.skipped.jsonl) instead of stopping")
-    limit: int | None = field(None, help="score only the first N records")
+    limit: int | None = field(None, min=1, help="score only the first N records")
 
     def __post_init__(self) -> None:
         parse_aggregation(self.aggregate)  # raises with the valid names
