@@ -39,7 +39,7 @@ from PIL import Image, UnidentifiedImageError
 
 from rewards.aggregate import parse_aggregation
 from rlvprm.config import field
-from rlvprm.data.jsonl import RecordError, read_jsonl
+from rlvprm.data.jsonl import RecordError, check_out_not_input, read_jsonl
 from rlvprm.data.records import Record, parse_record
 
 log = logging.getLogger(__name__)
@@ -235,6 +235,8 @@ def run_bon(cfg: BonConfig) -> dict[str, Any]:
 
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
+    for name in ("", "candidates.jsonl", "scores.jsonl", "results.json", "results.md", "run.json", "skipped.jsonl"):
+        check_out_not_input(out / name if name else out, cfg.data)
     out.mkdir(parents=True, exist_ok=True)
     skips = Skips(cfg.skip_bad)
     prompts, image_root = load_prompts(cfg, skips)

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal
 
 from rlvprm.config import field
-from rlvprm.data.jsonl import RecordError, read_jsonl
+from rlvprm.data.jsonl import RecordError, check_out_not_input, check_unique_ids, read_jsonl
 from rlvprm.data.records import parse_record
 from rlvprm.evaluation.vpb import ScoredSteps, evaluate, position_matched_auc_by_type, render_markdown
 
@@ -83,6 +83,10 @@ def main(cfg: EvalVPBConfig) -> dict[str, Any]:
         data_path = fetch_hub_dataset(cfg.data, cfg.hub_split, out)
         image_root = image_root or str(out)
     image_root = image_root or str(data_path.parent)
+    rows = list(read_jsonl(data_path))  # read once: matched with the scores, then their error types
+    check_unique_ids(rows, data_path)  # scores pair with records by id: a repeated id pairs two with one line
+    for name in ("scores.jsonl", "metrics.json", "metrics.md"):
+        check_out_not_input(out / name, data_path, cfg.scores)
 
     if cfg.model is not None:
         from rlvprm.commands.score import ScoreConfig, main as score_main
@@ -96,7 +100,6 @@ def main(cfg: EvalVPBConfig) -> dict[str, Any]:
     else:
         scores_path = Path(cfg.scores)
 
-    rows = list(read_jsonl(data_path))  # read once: matched with the scores, then their error types
     records, skipped = match_scores(rows, read_scores(scores_path), cfg.skip_bad)
     scorer_skips = Path(str(scores_path) + ".skipped.jsonl")
     if cfg.model is not None and skipped and scorer_skips.exists():

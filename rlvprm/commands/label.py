@@ -44,7 +44,14 @@ from typing import Literal
 from tqdm.auto import tqdm
 
 from rlvprm.config import field
-from rlvprm.data.jsonl import RecordError, ResumableWriter, read_jsonl
+from rlvprm.data.jsonl import (
+    RecordError,
+    ResumableWriter,
+    check_out_not_input,
+    check_unique_ids,
+    read_jsonl,
+    record_id,
+)
 from rlvprm.data.records import load_images, parse_record
 from rlvprm.generation import Request
 from rlvprm.labeling.formats import (
@@ -139,9 +146,11 @@ def label(cfg: LabelConfig, sampler: Sampler | None = None) -> dict:
     rows = list(read_jsonl(data))
     if cfg.limit is not None:
         rows = rows[: cfg.limit]
-    _check_unique_ids(rows)
+    check_unique_ids(rows, data)  # rollout ids are built from record ids
     rows = rows[shard_slice(len(rows), cfg.shard, cfg.num_shards)]
     out = shard_path(cfg.out, cfg.shard, cfg.num_shards)
+    check_out_not_input(out, data)
+    check_out_not_input(skipped_path(out), data)
     writer = ResumableWriter(out)
     passed = ResumableWriter(skipped_path(out))  # bad records and empty rollouts
 
@@ -221,6 +230,7 @@ def label(cfg: LabelConfig, sampler: Sampler | None = None) -> dict:
 
 def convert(cfg: LabelConfig) -> dict:
     out = Path(cfg.out)
+    check_out_not_input(out, cfg.data)  # the output replaces its file at the end: it would destroy the input
     out.parent.mkdir(parents=True, exist_ok=True)
     skipped: list[dict] = []
     records = steps = wrong = 0
@@ -253,15 +263,4 @@ def _load_policy(cfg: LabelConfig) -> Sampler:
                         trust_remote_code=cfg.trust_remote_code, progress=False, **extra)
 
 
-def _id(raw: dict, line: int) -> str:
-    return str(raw["id"]) if raw.get("id") is not None else str(line)
-
-
-def _check_unique_ids(rows: list[tuple[int, dict]]) -> None:
-    """Rollout ids are built from record ids, so two records with one id would overwrite each other."""
-    seen: dict[str, int] = {}
-    for line, raw in rows:
-        rid = _id(raw, line)
-        if rid in seen:
-            raise RecordError(f"record id {rid!r} appears on lines {seen[rid]} and {line}; ids must be unique")
-        seen[rid] = line
+_id = record_id

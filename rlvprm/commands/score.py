@@ -25,7 +25,14 @@ from rewards.conversation import ConversationError
 from rewards.prm import Group
 from rewards.scorers import load_scorer
 from rlvprm.config import field
-from rlvprm.data.jsonl import RecordError, ResumableWriter, read_jsonl
+from rlvprm.data.jsonl import (
+    RecordError,
+    ResumableWriter,
+    check_out_not_input,
+    check_unique_ids,
+    read_jsonl,
+    record_id,
+)
 from rlvprm.data.records import Record, load_images, parse_record
 
 log = logging.getLogger(__name__)
@@ -65,11 +72,14 @@ def main(cfg: ScoreConfig) -> dict:
         max_length=cfg.max_length, max_steps=cfg.max_steps, aggregation=cfg.aggregate, batch_size=cfg.batch_size,
         orm=cfg.orm,
     )
+    skipped_path = Path(str(cfg.out) + ".skipped.jsonl")
+    check_out_not_input(cfg.out, cfg.data)
+    check_out_not_input(skipped_path, cfg.data)
     records = list(read_jsonl(cfg.data))
     if cfg.limit is not None:
         records = records[: cfg.limit]
+    check_unique_ids(records, cfg.data)  # scores are keyed by id: a second record would never be scored
     writer = ResumableWriter(cfg.out)
-    skipped_path = Path(str(cfg.out) + ".skipped.jsonl")
     skipped: list[dict] = []
     todo = [(line, raw) for line, raw in records if _id(raw, line) not in writer.done]
     log.info("%d records, %d already scored, %d to go", len(records), len(records) - len(todo), len(todo))
@@ -141,5 +151,4 @@ def main(cfg: ScoreConfig) -> dict:
     return summary
 
 
-def _id(raw: dict, line: int) -> str:
-    return str(raw["id"]) if raw.get("id") is not None else str(line)
+_id = record_id
