@@ -40,6 +40,7 @@ from PIL import Image, UnidentifiedImageError
 from rewards.aggregate import parse_aggregation
 from rlvprm.config import field
 from rlvprm.data.jsonl import RecordError, check_out_not_input, read_jsonl
+from rlvprm.data.provenance import check_resume, file_sha256
 from rlvprm.data.records import Record, parse_record
 
 log = logging.getLogger(__name__)
@@ -194,14 +195,14 @@ def is_world(prompts: list[BonPrompt]) -> bool:
 
 def sampling_settings(cfg: BonConfig) -> dict[str, Any]:
     """What decides the candidates: a resumed run must sample with exactly these."""
-    return {"policy": cfg.policy, "n": cfg.n, "temperature": cfg.temperature, "top_p": cfg.top_p,
-            "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "greedy": cfg.greedy, "sampler": cfg.sampler,
+    return {"policy": cfg.policy, "data_sha256": file_sha256(cfg.data), "n": cfg.n, "temperature": cfg.temperature,
+            "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "greedy": cfg.greedy, "sampler": cfg.sampler,
             "chunk_size": cfg.chunk_size, "logprobs": cfg.resolved_logprobs, "max_steps": cfg.max_steps}
 
 
 def scoring_settings(cfg: BonConfig) -> dict[str, Any]:
     """What decides the scores: a resumed run must score with exactly these."""
-    out = {"prm": cfg.prm, "orm": cfg.orm, "max_steps": cfg.max_steps}
+    out = {"prm": cfg.prm, "orm": cfg.orm, "max_steps": cfg.max_steps, "max_length": cfg.max_length}
     if cfg.prm == LIKELIHOOD:
         out["likelihood_score"] = cfg.likelihood_score
     else:
@@ -211,17 +212,7 @@ def scoring_settings(cfg: BonConfig) -> dict[str, Any]:
 
 def check_settings(out: Path, stage: str, settings: dict[str, Any], output: Path) -> None:
     """Record ``settings`` for ``stage`` in ``out/run.json``; refuse to resume ``output`` under others."""
-    path = out / "run.json"
-    saved = json.loads(path.read_text()) if path.exists() else {}
-    old = saved.get(stage)
-    started = output.exists() and output.stat().st_size > 0
-    if started and old is not None and old != settings:
-        diff = ", ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in sorted(set(old) | set(settings))
-                         if old.get(k) != settings.get(k))
-        raise ValueError(f"{output} was written with other {stage} settings ({diff}); use another --out, "
-                         f"or delete {output.name} (and the files after it) to redo that stage")
-    saved[stage] = settings
-    path.write_text(json.dumps(saved, indent=1) + "\n")
+    check_resume(out / "run.json", settings, output, stage=stage)
 
 
 def run_bon(cfg: BonConfig) -> dict[str, Any]:

@@ -14,7 +14,9 @@ record's question as given; the Raw ``question`` holds it with ``<image>`` place
 when it had none), as the PRM conversation builder would place the images, and ``question_orig``
 holds it as given (what the published Raw rows keep beside the policy prompt).
 
-Re-running with the same ``--out`` resumes: finished rollouts are not redone, and because every
+Re-running with the same ``--out`` resumes: finished rollouts are not redone (``OUT.run.json`` records
+the policy, the data file's hash and the sampling options; a re-run with others is refused, naming
+the difference), and because every
 record is seeded from its own id, the resumed file is the file an uninterrupted run writes; so is the
 merge of ``--num-shards`` shard files (``rlvprm.labeling.shards``). Rollouts with no step (an empty
 response) are listed in ``OUT.skipped.jsonl``; so are bad records (no answer, a missing or unreadable
@@ -52,6 +54,7 @@ from rlvprm.data.jsonl import (
     read_jsonl,
     record_id,
 )
+from rlvprm.data.provenance import check_resume, file_sha256
 from rlvprm.data.records import load_images, parse_record
 from rlvprm.generation import Request
 from rlvprm.labeling.formats import (
@@ -151,6 +154,7 @@ def label(cfg: LabelConfig, sampler: Sampler | None = None) -> dict:
     out = shard_path(cfg.out, cfg.shard, cfg.num_shards)
     check_out_not_input(out, data)
     check_out_not_input(skipped_path(out), data)
+    check_resume(Path(str(out) + ".run.json"), run_settings(cfg), out)
     writer = ResumableWriter(out)
     passed = ResumableWriter(skipped_path(out))  # bad records and empty rollouts
 
@@ -250,6 +254,20 @@ def convert(cfg: LabelConfig) -> dict:
     print(f"label --convert: {records} records, {steps} steps ({wrong} '-' at threshold {cfg.threshold}), "
           f"{len(skipped)} skipped -> {out}" + (f" (listed in {skipped_path(out)})" if skipped else ""))
     return summary
+
+
+def run_settings(cfg: LabelConfig) -> dict:
+    """What decides the labels: a resumed run must label with exactly these (``rlvprm.data.provenance``).
+
+    ``--limit`` counts only with shards (it changes which records fall in each shard); without, a
+    longer limit extends the same run.
+    """
+    return {"policy": cfg.policy, "data_sha256": file_sha256(cfg.data), "image_root": cfg.image_root,
+            "num_rollouts": cfg.num_rollouts, "num_mc": cfg.num_mc, "max_steps": cfg.max_steps,
+            "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p,
+            "seed": cfg.seed, "batch_size": cfg.batch_size, "early_stop": cfg.early_stop,
+            "dedupe_prefixes": cfg.dedupe_prefixes, "backend": cfg.backend, "dtype": cfg.dtype,
+            "shard": cfg.shard, "num_shards": cfg.num_shards, "limit": cfg.limit if cfg.num_shards > 1 else None}
 
 
 def _load_policy(cfg: LabelConfig) -> Sampler:

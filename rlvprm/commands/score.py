@@ -33,6 +33,7 @@ from rlvprm.data.jsonl import (
     read_jsonl,
     record_id,
 )
+from rlvprm.data.provenance import check_resume, file_sha256
 from rlvprm.data.records import Record, load_images, parse_record
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ def main(cfg: ScoreConfig) -> dict:
     if cfg.limit is not None:
         records = records[: cfg.limit]
     check_unique_ids(records, cfg.data)  # scores are keyed by id: a second record would never be scored
+    check_resume(run_path(cfg.out), run_settings(cfg), cfg.out)
     writer = ResumableWriter(cfg.out)
     skipped: list[dict] = []
     todo = [(line, raw) for line, raw in records if _id(raw, line) not in writer.done]
@@ -152,3 +154,19 @@ def main(cfg: ScoreConfig) -> dict:
 
 
 _id = record_id
+
+
+def run_path(out: str | Path) -> Path:
+    """Where the settings that produced ``out`` are recorded (``OUT.run.json``)."""
+    return Path(str(out) + ".run.json")
+
+
+def run_settings(cfg: ScoreConfig) -> dict:
+    """What decides the scores: a resumed run must score with exactly these (``rlvprm.data.provenance``).
+
+    The batch size is among them because padding a batch differently can move scores in the last
+    digits; device and ``--limit`` are not (a longer limit extends the same run).
+    """
+    return {"model": cfg.model, "backend": cfg.backend, "dtype": cfg.dtype, "data_sha256": file_sha256(cfg.data),
+            "image_root": cfg.image_root, "max_steps": cfg.max_steps, "aggregate": cfg.aggregate, "orm": cfg.orm,
+            "batch_size": cfg.batch_size, "max_length": cfg.max_length}
