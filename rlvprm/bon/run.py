@@ -41,7 +41,7 @@ from rewards.aggregate import parse_aggregation
 from rlvprm.config import field
 from rlvprm.data.jsonl import RecordError, check_out_not_input, read_jsonl
 from rlvprm.data.provenance import check_resume, file_sha256
-from rlvprm.data.records import Record, parse_record
+from rlvprm.data.records import Record, has_answer, parse_record
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def load_prompts(cfg: BonConfig, skips: Skips) -> tuple[list[BonPrompt], Path]:
             where = f"record {rec.id} (line {line})"
             if rec.id in seen:
                 raise RecordError(f"{where}: id {rec.id} appears twice in {data}")
-            if rec.answer is None or not rec.answer.strip():
+            if not has_answer(rec):
                 raise RecordError(f"{where}: no answer to check the candidates against")
             _check_images(rec, root, where)
         except RecordError as err:

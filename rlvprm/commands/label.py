@@ -55,7 +55,7 @@ from rlvprm.data.jsonl import (
     record_id,
 )
 from rlvprm.data.provenance import check_resume, file_sha256
-from rlvprm.data.records import load_images, parse_record
+from rlvprm.data.records import has_answer, load_images, parse_record
 from rlvprm.generation import Request
 from rlvprm.labeling.formats import (
     conversation_record,
@@ -183,7 +183,7 @@ def label(cfg: LabelConfig, sampler: Sampler | None = None) -> dict:
             rid = _id(raw, line)
             try:
                 rec = parse_record(raw, line)
-                if rec.answer is None or not rec.answer.strip():
+                if not has_answer(rec):
                     raise RecordError(f"record {rid} (line {line}): no answer to check rollouts against")
                 images = load_images(rec, image_root)
             except RecordError as err:

@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from rewards.outcome import accepted_answers
 from rlvprm.data.jsonl import RecordError
 
 
@@ -23,7 +24,7 @@ class Record:
     id: str
     question: str
     image_paths: list[str]
-    answer: str | None = None
+    answer: str | list[str] | None = None  # one accepted answer, or several (rewards.outcome.accepted_answers)
     response: str | list[str] | None = None  # a solution text, or given steps (VisualProcessBench)
     labels: list[int] | None = None  # VisualProcessBench process_correctness: 1, 0 (neutral), -1
     data_source: str | None = None
@@ -60,18 +61,30 @@ def parse_record(raw: dict[str, Any], line: int, require_response: bool = False)
                              or (isinstance(response, list) and not any(s.strip() for s in response))):
         raise RecordError(f"{where}: empty response")
     answer = raw.get("answer")
+    if answer is not None:
+        try:
+            accepted = accepted_answers(answer)
+        except ValueError as err:
+            raise RecordError(f"{where}: {err}") from None
+        answer = accepted if isinstance(answer, (list, tuple)) else accepted[0]
     known = {"id", "question", "image", "images", "answer", "response", "data_source", "choices"}
     return Record(
         id=rid,
         question=question,
         image_paths=paths,
-        answer=None if answer is None else str(answer),
+        answer=answer,
         response=response,
         labels=labels,
         data_source=raw.get("data_source"),
         choices=raw.get("choices"),
         extra={k: v for k, v in raw.items() if k not in known},
     )
+
+
+def has_answer(record: Record) -> bool:
+    """Whether the record gives an answer to check against (some accepted answer is not blank)."""
+    answers = [record.answer] if isinstance(record.answer, str) else (record.answer or [])
+    return any(a.strip() for a in answers)
 
 
 def vpb_response(response: dict[str, Any]) -> tuple[list[str], list[int] | None]:

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from rewards.conversation import ConversationError, parse_visualprm_conversations
 from rewards.likelihood import solution_steps
+from rewards.outcome import accepted_answers
 from rewards.prompt import build_prompt_messages
 from rewards.steps import join_steps
 from rlvprm.data.jsonl import RecordError, read_jsonl
@@ -151,11 +152,11 @@ def parse_outcome_row(row: dict[str, Any], rid: str, where: str) -> OutcomeRecor
                 outcome = bool(outcome)
             else:
                 raise RecordError(f"'outcome' must be true/false or 1/0, got {outcome!r}")
-        elif row.get("answer") is not None and str(row["answer"]).strip():
+        elif row.get("answer") is not None and any(a.strip() for a in accepted_answers(row["answer"])):
             from rewards.outcome import outcome_reward
 
             text = solution if isinstance(solution, str) else join_steps(solution)
-            outcome = outcome_reward(text, str(row["answer"]), row.get("choices")) > 0.5
+            outcome = outcome_reward(text, row["answer"], row.get("choices")) > 0.5
         else:
             raise RecordError("no outcome label: give 'outcome' (true/false) or 'answer' to check the solution against")
     except (ValueError, ConversationError) as err:  # RecordError is a ValueError
