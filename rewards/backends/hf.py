@@ -16,6 +16,7 @@ from PIL import Image
 
 from rewards.backends.base import EncodedBatch, InputError, answer_token_ids, find_read_positions
 from rewards.conversation import Conversation, to_chat_messages
+from rewards.images import to_rgb
 from rewards.likelihood_feature import (
     LikelihoodFeature,
     add_feature,
@@ -67,9 +68,14 @@ class HFBackend:
         if any(has_images):
             if not all(has_images):
                 raise InputError("a batch mixes conversations with and without images; score them apart")
-            kwargs["images"] = [list(imgs) for imgs in images]
+            kwargs["images"] = [[to_rgb(im) for im in imgs] for imgs in images]
         # Some processors (InternVL) default to left padding; read positions assume right padding.
-        enc = self.processor(text=texts, padding=True, padding_side="right", return_tensors="pt", **kwargs)
+        try:
+            enc = self.processor(text=texts, padding=True, padding_side="right", return_tensors="pt", **kwargs)
+        except (ValueError, TypeError, IndexError) as err:
+            # e.g. "Found total 5 image tokens and 4 images" when a step spells an image token: an
+            # input error of this batch, so callers can find the record and --skip-bad can skip it.
+            raise InputError(f"the processor refused the inputs: {' '.join(str(err).split())}") from None
         ids, mask = enc["input_ids"], enc["attention_mask"]
         lengths = mask.sum(1).tolist()
         read = []

@@ -52,6 +52,7 @@ from PIL import Image
 
 from rewards.backends.base import EncodedBatch, InputError, answer_token_ids, find_read_positions, pad_right
 from rewards.conversation import Conversation, ImageSlot
+from rewards.images import to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def tile_image(image: Image.Image, tile: int = 448, max_num: int = 12, use_thumb
     ``num_tiles`` is ``cols * rows`` from :func:`choose_grid`, plus one thumbnail (the whole image
     resized to ``tile x tile``) when ``use_thumbnail`` and the grid has more than one tile.
     """
-    image = image.convert("RGB")
+    image = to_rgb(image)
     cols, rows = choose_grid(image.width, image.height, tile, 1, max_num)
     resized = _normalise(image.resize((tile * cols, tile * rows), Image.Resampling.BICUBIC))
     tiles = [resized[:, r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] for r in range(rows) for c in range(cols)]

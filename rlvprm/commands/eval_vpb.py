@@ -244,6 +244,8 @@ def _image_path(item: Any, out: Path, stem: str) -> str:
 
     from PIL import Image
 
+    from rewards.images import to_rgb
+
     if isinstance(item, str):
         return item
     if isinstance(item, dict) and item.get("bytes"):
@@ -253,6 +255,6 @@ def _image_path(item: Any, out: Path, stem: str) -> str:
     if isinstance(item, Image.Image):
         rel = f"images/{stem}.png"
         (out / "images").mkdir(parents=True, exist_ok=True)
-        item.convert("RGB").save(out / rel)
+        to_rgb(item).save(out / rel)
         return rel
     raise RecordError(f"row {stem.split('_')[0]}: cannot read an image from {type(item).__name__}")

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
+from rewards.images import to_rgb
 from rewards.outcome import accepted_answers
 from rlvprm.data.jsonl import RecordError
 
@@ -112,12 +113,13 @@ def load_images(record: Record, image_root: str | Path | None) -> list[Image.Ima
 
 
 def open_image(rel: str | Path, image_root: str | Path | None, record_id: str) -> Image.Image:
-    """One image as RGB, its path relative to ``image_root``; errors name the record."""
+    """One image as RGB (``rewards.images.to_rgb``), its path relative to ``image_root``; errors name the record."""
     path = (Path(image_root) if image_root else Path(".")) / rel
     if not path.exists():
         raise RecordError(f"record {record_id}: image {path} does not exist")
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")
+            # Oriented as a viewer shows it; 16-bit, palette, alpha and CMYK keep their picture.
+            return to_rgb(ImageOps.exif_transpose(im))
     except (UnidentifiedImageError, OSError) as err:
         raise RecordError(f"record {record_id}: image {path} cannot be read ({err})") from None

@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from rewards.conversation import ConversationError, parse_visualprm_conversations
+from rewards.images import to_rgb
 from rewards.likelihood import solution_steps
 from rewards.outcome import accepted_answers
 from rewards.prompt import build_prompt_messages
@@ -63,7 +64,7 @@ class Example(NamedTuple):
 def open_images(record: PRMRecord | OutcomeRecord, image_root: str | Path | None) -> list[Image.Image]:
     """The record's images as RGB (paths are relative to ``image_root``); errors name the record."""
     return [
-        image.convert("RGB") if isinstance(image, Image.Image) else open_image(image, image_root, record.id)
+        to_rgb(image) if isinstance(image, Image.Image) else open_image(image, image_root, record.id)
         for image in record.images
     ]
 
