@@ -50,7 +50,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rewards.backends.base import EncodedBatch, InputError, answer_token_ids, find_read_positions, pad_right
+from rewards.backends.base import (
+    EncodedBatch,
+    InputError,
+    answer_token_ids,
+    check_markup,
+    context_limit,
+    find_read_positions,
+    pad_right,
+    special_token_texts,
+)
 from rewards.conversation import Conversation, ImageSlot
 from rewards.images import to_rgb
 
@@ -160,7 +169,10 @@ class InternVLRemoteBackend:
     ):
         self.model = model
         self.tokenizer = tokenizer
-        self.max_length = max_length
+        # No max_length: the model's own context is the limit, so an over-long record is an error.
+        self.max_length = max_length if max_length is not None else context_limit(model.config)
+        # The image markup is written by render_prompt; in a record's text it would fake image runs.
+        self.markers = special_token_texts(tokenizer, extra=("<img>", "</img>", IMG_CONTEXT))
         self.max_num = max_num
         config = model.config
         self.tile = _config_tile_size(config)
@@ -222,6 +234,7 @@ class InternVLRemoteBackend:
         rows, read, tiles = [], [], []
         answers = {self.good_id, self.bad_id}
         for i, (conv, imgs) in enumerate(zip(conversations, images)):
+            check_markup(conv, self.markers)
             slots = image_slots(conv)
             if sorted(slots) != list(range(len(imgs))):
                 raise InputError(f"conversation {i} has image slots {slots} but {len(imgs)} image(s)")

@@ -35,13 +35,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from PIL import Image, UnidentifiedImageError
-
 from rewards.aggregate import parse_aggregation
 from rlvprm.config import field
 from rlvprm.data.jsonl import RecordError, check_out_not_input, read_jsonl
 from rlvprm.data.provenance import check_resume, file_sha256
-from rlvprm.data.records import Record, has_answer, parse_record
+from rlvprm.data.records import Record, has_answer, open_image, parse_record
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +146,7 @@ class Skips:
 def load_prompts(cfg: BonConfig, skips: Skips) -> tuple[list[BonPrompt], Path]:
     """The usable prompts of ``--data`` in file order, and the image root.
 
-    Every image is opened (header only) here, so a bad prompt is found before sampling starts and
+    Every image is decoded here, so a bad prompt is found before sampling starts and
     the chunks of a resumed run hold the same prompts as the first run's.
     """
     data = Path(cfg.data)
@@ -177,15 +175,13 @@ def load_prompts(cfg: BonConfig, skips: Skips) -> tuple[list[BonPrompt], Path]:
 
 
 def _check_images(rec: Record, root: Path, where: str) -> None:
+    # Decoded in full, not just the header: a truncated file passes a header check and would stop
+    # sampling later, where --skip-bad cannot skip it.
     for rel in rec.image_paths:
-        path = root / rel
-        if not path.exists():
-            raise RecordError(f"{where}: image {path} does not exist")
         try:
-            with Image.open(path):
-                pass
-        except (UnidentifiedImageError, OSError) as err:
-            raise RecordError(f"{where}: image {path} cannot be read ({err})") from None
+            open_image(rel, root, rec.id)
+        except RecordError as err:
+            raise RecordError(f"{where}: {str(err).split(': ', 1)[-1]}") from None
 
 
 def is_world(prompts: list[BonPrompt]) -> bool:
