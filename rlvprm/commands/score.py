@@ -68,11 +68,6 @@ class ScoreConfig:
 
 def main(cfg: ScoreConfig) -> dict:
     image_root = cfg.image_root or str(Path(cfg.data).parent)
-    prm = load_scorer(
-        cfg.model, backend=cfg.backend, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code,
-        max_length=cfg.max_length, max_steps=cfg.max_steps, aggregation=cfg.aggregate, batch_size=cfg.batch_size,
-        orm=cfg.orm,
-    )
     skipped_path = Path(str(cfg.out) + ".skipped.jsonl")
     check_out_not_input(cfg.out, cfg.data)
     check_out_not_input(skipped_path, cfg.data)
@@ -81,7 +76,13 @@ def main(cfg: ScoreConfig) -> dict:
         records = records[: cfg.limit]
     check_unique_ids(records, cfg.data)  # scores are keyed by id: a second record would never be scored
     check_resume(run_path(cfg.out), run_settings(cfg), cfg.out)
-    writer = ResumableWriter(cfg.out)
+    writer = ResumableWriter(cfg.out)  # reads what is done; a corrupt existing line stops here
+    # Loaded after the input checks above, so a bad file or option fails before any weights load.
+    prm = load_scorer(
+        cfg.model, backend=cfg.backend, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code,
+        max_length=cfg.max_length, max_steps=cfg.max_steps, aggregation=cfg.aggregate, batch_size=cfg.batch_size,
+        orm=cfg.orm,
+    )
     skipped: list[dict] = []
     todo = [(line, raw) for line, raw in records if _id(raw, line) not in writer.done]
     log.info("%d records, %d already scored, %d to go", len(records), len(records) - len(todo), len(todo))
