@@ -126,3 +126,34 @@ def test_changed_sampling_settings_are_refused(tiny_models, world, full_run, tmp
     shutil.copytree(full_run, out)
     assert cli(bon_args(tiny_models("qwen2-vl"), world, out) + ["--temperature", "0.7"]) == 1
     assert re.search(r"temperature: 1\.0 -> 0\.7", capsys.readouterr().err)
+
+
+def _bon_cmd(model: str, data: Path, out: Path) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "rlvprm.cli", *bon_args(model, data, out), "--chunk-size", "1", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_models, tmp_path_factory):
+    """A world of 6 prompts and the files an uninterrupted subprocess run writes for it."""
+    import subprocess
+
+    root = tmp_path_factory.mktemp("bon-kill")
+    data = write_set(root / "world", "prompts", seed=1, num=6, progress=False)
+    subprocess.run(_bon_cmd(tiny_models("qwen2-vl"), data, root / "full"), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return data, root / "full"
+
+
+@pytest.mark.parametrize("stage", ["candidates.jsonl", "scores.jsonl"])
+def test_resume_after_kill_9_is_byte_identical(tiny_models, uninterrupted, tmp_path, kill_part_way, stage):
+    import subprocess
+
+    data, full = uninterrupted
+    cmd = _bon_cmd(tiny_models("qwen2-vl"), data, tmp_path / "killed")
+    done = kill_part_way(cmd, tmp_path / "killed" / stage, lines=2)
+    assert 0 < done < 6, "the run should have been killed part way"
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for name in ("candidates.jsonl", "scores.jsonl"):
+        assert (tmp_path / "killed" / name).read_bytes() == (full / name).read_bytes(), name
