@@ -73,6 +73,18 @@ def special_token_texts(tokenizer, extra: Sequence[str] = ()) -> list[str]:
     return sorted((t for t in found if t and t.strip()), key=lambda t: (-len(t), t))
 
 
+def find_markup(text: str, markers: Sequence[str]) -> str | None:
+    """The first of ``markers`` (special-token strings) that ``text`` contains, or None."""
+    return next((m for m in markers if m in text), None)
+
+
+def markup_error(where: str, marker: str) -> InputError:
+    return InputError(
+        f"{where} contains {marker!r}, a special token of this model's chat format; markup inside a "
+        "record's text would be read as real markup, so it is refused (remove it)"
+    )
+
+
 def check_markup(conv: Conversation, markers: Sequence[str]) -> None:
     """Raise :class:`InputError` when a record's text (question or a step) holds one of ``markers``."""
     step = 0
@@ -81,16 +93,10 @@ def check_markup(conv: Conversation, markers: Sequence[str]) -> None:
             continue
         step += 1
         for seg in turn.segments:
-            if not isinstance(seg, str):
-                continue
-            for marker in markers:
-                if marker in seg:
-                    first_step = conv.steps[0] if conv.steps else ""
-                    where = f"step {step}" if step > 1 or marker in first_step else "the question"
-                    raise InputError(
-                        f"{where} contains {marker!r}, a special token of this model's chat format; markup "
-                        "inside a record's text would be read as real markup, so it is refused (remove it)"
-                    )
+            marker = find_markup(seg, markers) if isinstance(seg, str) else None
+            if marker is not None:
+                first_step = conv.steps[0] if conv.steps else ""
+                raise markup_error(f"step {step}" if step > 1 or marker in first_step else "the question", marker)
 
 
 def context_limit(config) -> int | None:

@@ -251,10 +251,11 @@ def resume_arg(value: str | None) -> str | bool | None:
 
 
 def main(cfg: TrainPRMConfig, args: PRMTrainingArguments) -> dict:
+    from rewards.backends.base import special_token_texts
     from rewards.likelihood_feature import LikelihoodFeature
     from rewards.prm import resolve_dtype
     from rlvprm.prm_training.collate import OutcomeCollator, StepLabelCollator
-    from rlvprm.prm_training.data import RecordDataset, check_lengths
+    from rlvprm.prm_training.data import RecordDataset, check_lengths, drop_markup
     from rlvprm.prm_training.evaluation import load_eval_set
     from rlvprm.prm_training.model import add_lora, freeze_vision_tower, load_model, save_for_scoring, trainable_summary
     from rlvprm.prm_training.trainer import PRMTrainer
@@ -297,6 +298,9 @@ def main(cfg: TrainPRMConfig, args: PRMTrainingArguments) -> dict:
                                      bag_steps=cfg.aux_bag_weight > 0, feature_spans=cfg.likelihood_feature)
     else:
         collator = OutcomeCollator(processor)
+    records = drop_markup(records, special_token_texts(processor.tokenizer), cfg.skip_bad, skipped)
+    if not records:
+        raise ValueError(f"{cfg.data}: no usable training records ({len(skipped)} skipped)")
     dataset = RecordDataset(records, image_root)
     if cfg.max_length is not None:
         dataset = check_lengths(dataset, collator.length, cfg.max_length, cfg.skip_bad, skipped,

@@ -31,6 +31,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from rewards.backends.base import find_markup, markup_error
 from rewards.conversation import ConversationError, parse_visualprm_conversations
 from rewards.images import to_rgb
 from rewards.likelihood import solution_steps
@@ -174,6 +175,29 @@ def read_outcome_records(
 ) -> Iterator[OutcomeRecord]:
     """Yield the outcome-labelled records of ``source``; with ``image_root`` images must exist there."""
     yield from checked_records(iter_rows(source, split), parse_outcome_row, image_root, skip_bad, skipped)
+
+
+def drop_markup(records: list, markers: Sequence[str], skip_bad: bool, skipped: list[dict]) -> list:
+    """``records`` without those whose text holds a special token (an error unless ``skip_bad``).
+
+    Checked on the text alone, before training starts: the collator's encoding refuses such a record
+    too (``rewards.backends.base.check_markup``), but only when its batch comes up, mid-run.
+    """
+    keep = []
+    for rec in records:
+        parts = [("the question", rec.question)]
+        steps = rec.steps if hasattr(rec, "steps") else ([rec.solution] if isinstance(rec.solution, str) else rec.solution)
+        parts += [(f"step {k}", text) for k, text in enumerate(steps, 1)]
+        found = next(((where, m) for where, text in parts if (m := find_markup(text, markers)) is not None), None)
+        if found is None:
+            keep.append(rec)
+            continue
+        reason = f"record {rec.id}: {markup_error(*found)}"
+        if not skip_bad:
+            raise RecordError(f"{reason} (use --skip-bad to skip and count such records)")
+        log.warning("skipping: %s", reason)
+        skipped.append({"id": rec.id, "reason": reason})
+    return keep
 
 
 def check_lengths(
