@@ -24,8 +24,13 @@ _WHITE = (255, 255, 255)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """The image as mode ``RGB``, 8 bits per channel, transparency composited over white."""
+    """The image as mode ``RGB``, 8 bits per channel, transparency composited over white.
+
+    The result holds its pixels in memory (an RGB file image is loaded, not copied), so it outlives
+    the ``with Image.open(...)`` block it came from.
+    """
     if image.mode == "RGB":
+        image.load()
         return image
     if image.mode in ("I", "F") or image.mode.startswith("I;"):
         return _wide_gray(image)
