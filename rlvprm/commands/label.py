@@ -45,6 +45,7 @@ from typing import Literal
 
 from tqdm.auto import tqdm
 
+from rewards.backends.base import find_markup, markup_error, special_token_texts
 from rlvprm.config import field
 from rlvprm.data.jsonl import (
     RecordError,
@@ -175,6 +176,9 @@ def label(cfg: LabelConfig, sampler: Sampler | None = None) -> dict:
         temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.batch_size, seed=cfg.seed,
         early_stop=cfg.early_stop, dedupe_prefixes=cfg.dedupe_prefixes,
     )
+    # The policy's special tokens in a question would be read as chat markup in its prompt.
+    tokenizer = getattr(sampler, "tokenizer", None)
+    markers = special_token_texts(tokenizer) if tokenizer is not None else []
     bar = tqdm(total=len(todo), desc="label", unit="prompt", disable=not cfg.progress)
     sampling_start = time.perf_counter()
     rollouts_done = 0
@@ -185,6 +189,9 @@ def label(cfg: LabelConfig, sampler: Sampler | None = None) -> dict:
                 rec = parse_record(raw, line)
                 if not has_answer(rec):
                     raise RecordError(f"record {rid} (line {line}): no answer to check rollouts against")
+                marker = find_markup(rec.question, markers)
+                if marker is not None:
+                    raise RecordError(f"record {rid} (line {line}): {markup_error('the question', marker)}")
                 images = load_images(rec, image_root)
             except RecordError as err:
                 if not cfg.skip_bad:
