@@ -4,6 +4,10 @@
 ``\\fbox{...}``; else the last ``Answer: ...`` / ``Final answer: ...`` line; else an option letter
 ("The answer is (B)", "answer: C", or a final line that is only ``B``, ``(B)`` or ``B.``).
 
+:func:`accepted_answers` is the one definition of a reference answer: a string, a number, or a
+list of accepted strings (any one of them is right); ``verify_answer`` and ``outcome_reward`` take
+any of these, and a record reader validates with it.
+
 :func:`verify_answer` decides with cheap rules first and calls math-verify only when they cannot:
 (a) multiple choice by option letter, or by the text of the correct choice; (b) equality after
 normalising LaTeX wrappers, units of degrees, spacing and thousands separators; (c) numbers
@@ -138,9 +142,36 @@ _CHOICE_LABEL_RE = re.compile(r"\s*\(?([A-Z])[).:]\s*(.*)", re.DOTALL)
 _LEADING_OPTION_RE = re.compile(r"\(([A-Za-z])\)\s*\S.*|([A-Z])[.:)]\s+\S.*", re.DOTALL)
 
 
+Reference = str | int | float | Sequence[str]
+
+
+def accepted_answers(reference: Reference) -> list[str]:
+    """The answers a reference accepts: a string, a number, or a list of accepted strings.
+
+    Raises :class:`ValueError` saying what is wrong with anything else (a bool, a mapping, a nested
+    list, an empty list, NaN); a caller that reads records names the record.
+
+    >>> accepted_answers(31), accepted_answers(["31", "thirty-one"]), accepted_answers(" 0.5 ")
+    (['31'], ['31', 'thirty-one'], [' 0.5 '])
+    """
+    items = list(reference) if isinstance(reference, (list, tuple)) else [reference]
+    if not items:
+        raise ValueError("the answer is an empty list; give a string, a number or a list of accepted strings")
+    out = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            kind = "list inside a list" if isinstance(item, (list, tuple)) else type(item).__name__
+            raise ValueError(f"the answer must be a string, a number or a list of accepted strings, not a {kind}")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"the answer is not a finite number ({item})")
+        # 31.0 written by a JSON tool means 31; repr keeps other floats exact.
+        out.append(str(int(item)) if isinstance(item, float) and item.is_integer() else str(item))
+    return out
+
+
 def verify_answer(
     predicted: str | None,
-    reference: str,
+    reference: Reference,
     choices: Sequence[str] | None = None,
     timeout: float = 5.0,
 ) -> bool:
@@ -157,10 +188,17 @@ def verify_answer(
     True
     >>> verify_answer("12", "C", choices=["10", "11", "12"])
     True
+    >>> verify_answer("thirty-one", ["31", "thirty-one"])
+    True
     """
     if predicted is None or not predicted.strip():
         return False
-    pred, ref = predicted.strip(), reference.strip()
+    return any(_verify_one(predicted.strip(), ref.strip(), choices, timeout) for ref in accepted_answers(reference))
+
+
+def _verify_one(pred: str, ref: str, choices: Sequence[str] | None, timeout: float) -> bool:
+    if not ref:
+        return False
     texts = [_strip_choice_label(c, i) for i, c in enumerate(choices)] if choices else []
 
     ref_letter = _option_letter(ref, lowercase=False)
@@ -191,7 +229,7 @@ def verify_answer(
     return _same_value(pred, ref, timeout)
 
 
-def outcome_reward(response: str, reference: str, choices: Sequence[str] | None = None) -> float:
+def outcome_reward(response: str, reference: Reference, choices: Sequence[str] | None = None) -> float:
     """1.0 when the final answer of ``response`` matches ``reference``, else 0.0."""
     return 1.0 if verify_answer(extract_answer(response), reference, choices) else 0.0
 

@@ -1,10 +1,16 @@
 """`rlvprm COMMAND --config RECIPE.yaml [--key value ...]`.
 
 Commands are plain functions in one explicit table; each takes its typed config (``rlvprm.config``).
+
+Every error reaches the user as one line, ``rlvprm COMMAND: reason`` (the reason names the file, line
+or record where there is one), with exit status 1 and no traceback. ``rlvprm --debug COMMAND ...``
+(or ``--debug`` anywhere when the command has no option of that name, or ``RLVPRM_DEBUG=1``) lets the
+exception through with its traceback.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
@@ -24,17 +30,34 @@ COMMANDS = {
     "train-prm": ("rlvprm.commands.train_prm", "TrainPRMConfig", "train a VisualPRM-style PRM (step labels) or an implicit PRM (outcome labels)"),
 }
 
+# Errors whose message is written for the user already; anything else also shows its type, since
+# "KeyError: 'id'" says more than "'id'".
+_SELF_EXPLAINED = ("ConfigError", "RecordError", "InputError", "ConversationError", "ImageError", "RunMismatch")
+
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: rlvprm COMMAND [--config RECIPE.yaml] [--key value ...]", "", "commands:"]
+    lines = ["usage: rlvprm [--debug] COMMAND [--config RECIPE.yaml] [--key value ...]", "", "commands:"]
     lines += [f"  {name:<{width}}  {desc}" for name, (_, _, desc) in COMMANDS.items()]
-    lines += ["", "`rlvprm COMMAND --help` lists every option of a command."]
+    lines += ["", "`rlvprm COMMAND --help` lists every option of a command.",
+              "Errors print one line; --debug (or RLVPRM_DEBUG=1) shows the traceback."]
     return "\n".join(lines)
+
+
+def error_line(command: str, err: BaseException) -> str:
+    """The one line an error shows: ``rlvprm COMMAND: reason``."""
+    msg = " ".join(str(err).split()) if str(err).strip() else ""
+    kind = type(err).__name__
+    if kind not in _SELF_EXPLAINED or not msg:
+        msg = f"{kind}: {msg}" if msg else kind
+    return f"rlvprm {command}: {msg}"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("RLVPRM_DEBUG", "").lower() in ("1", "true", "yes", "on")
+    while argv and argv[0] == "--debug":
+        debug, argv = True, argv[1:]
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0
@@ -47,12 +70,23 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     config_cls = getattr(module, config_name)
     extra = getattr(module, "EXTRA_CONFIGS", ())
+    # TRL's TrainingArguments has an option named `debug`; there only the leading form applies.
+    if "--debug" in rest and not any(f.name == "debug" for dc in (config_cls, *extra) for f in dataclasses.fields(dc)):
+        debug, rest = True, [a for a in rest if a != "--debug"]
     try:
-        configs = parse([config_cls, *extra], rest, prog=f"rlvprm {name}", description=module.__doc__ or desc, command=name)
-    except ConfigError as err:
-        print(f"rlvprm {name}: {err}", file=sys.stderr)
-        return 2
-    module.main(*configs)
+        configs = parse([config_cls, *extra], rest, prog=f"rlvprm {name}", description=module.__doc__ or desc, command=name,
+                        ranges=getattr(module, "EXTRA_RANGES", None))
+        module.main(*configs)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"rlvprm {name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the one place errors become a line and an exit status
+        if debug:
+            raise
+        print(error_line(name, err) + "  (--debug shows the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 

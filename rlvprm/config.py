@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -26,12 +27,31 @@ class ConfigError(ValueError):
     """A recipe or command line that cannot be turned into a config (says what to change)."""
 
 
-def field(default: Any = dataclasses.MISSING, help: str = "", **kwargs) -> Any:
-    """A dataclass field with its help text."""
+def field(
+    default: Any = dataclasses.MISSING, help: str = "", min: float | None = None, max: float | None = None, **kwargs
+) -> Any:
+    """A dataclass field with its help text and, for numbers, the range ``parse`` accepts (inclusive)."""
+    metadata = {"help": help, "min": min, "max": max}
     if isinstance(default, (list, dict)):
         value = default
-        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help}, **kwargs)
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def check_range(name: str, value: Any, metadata: Any) -> None:
+    """Raise :class:`ConfigError` when a number lies outside the field's ``min``/``max``.
+
+    The one place ranges are enforced for recipes and command lines (``parse`` calls it per field).
+    """
+    lo, hi = metadata.get("min"), metadata.get("max")
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for v in values:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        if lo is not None and v < lo:
+            raise ConfigError(f"option --{name.replace('_', '-')} must be >= {lo}, got {v}")
+        if hi is not None and v > hi:
+            raise ConfigError(f"option --{name.replace('_', '-')} must be <= {hi}, got {v}")
 
 
 class _Mixed:
@@ -74,14 +94,18 @@ def _converter(tp: Any):
 
         def to_list(s):
             if isinstance(s, (list, tuple)):
-                return [conv(x) if isinstance(x, str) else x for x in s]
+                return [conv(x) for x in s]
             return [conv(x.strip()) for x in str(s).split(",") if x.strip()]
 
         return _optional(to_list, optional), None
     if base is bool:
         return _optional(_bool, optional), None
-    if base in (int, float, str):
-        return _optional(base, optional), None
+    if base is int:
+        return _optional(_int, optional), None
+    if base is float:
+        return _optional(_float, optional), None
+    if base is str:
+        return _optional(str, optional), None
     return _optional(str, optional), None
 
 
@@ -96,6 +120,31 @@ def _literal(s: str, choices: tuple) -> Any:
         if str(c) == str(s):
             return c
     raise argparse.ArgumentTypeError(f"{s!r} is not one of {', '.join(map(str, choices))}")
+
+
+def _int(s: Any) -> int:
+    # int(2.5) would silently give 2: a recipe's `max_steps: 2.5` is a mistake to name, not to round.
+    if isinstance(s, bool) or isinstance(s, float):
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}")
+    if isinstance(s, int):
+        return s
+    try:
+        return int(str(s).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+
+
+def _float(s: Any) -> float:
+    if isinstance(s, bool):
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}")
+    try:
+        v = float(s)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    # A NaN compares false with every bound and would pass every range check unnoticed.
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {s!r}")
+    return v
 
 
 def _bool(s: Any) -> bool:
@@ -113,8 +162,15 @@ def _fields(dc_type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(dc_type) if f.init]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes become a :class:`ConfigError` (one line, the caller decides the exit) instead of exit 2."""
+
+    def error(self, message: str):
+        raise ConfigError(message)
+
+
 def build_parser(prog: str, description: str, dataclass_types: Sequence[type]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", default=None, help="YAML recipe; command-line options override its keys")
@@ -137,6 +193,10 @@ def build_parser(prog: str, description: str, dataclass_types: Sequence[type]) -
             flag = "--" + f.name.replace("_", "-")
             names = [flag] if flag == f"--{f.name}" else [flag, f"--{f.name}"]
             base, _ = _base_type(hints.get(f.name, f.type))
+            lo, hi = f.metadata.get("min"), f.metadata.get("max")
+            if lo is not None or hi is not None:
+                help_text += " (" + ", ".join(
+                    x for x in (lo is not None and f">= {lo}", hi is not None and f"<= {hi}") if x) + ")"
             if default is not None and default != "" and default != []:
                 help_text += f" [default: {default}]"
             # SUPPRESS: only options given on the command line override the recipe.
@@ -153,9 +213,14 @@ def build_parser(prog: str, description: str, dataclass_types: Sequence[type]) -
 
 def parse(
     dataclass_types: Sequence[type], argv: Sequence[str] | None = None, prog: str = "rlvprm", description: str = "",
-    command: str | None = None,
+    command: str | None = None, ranges: dict[str, dict[str, float]] | None = None,
 ) -> list[Any]:
-    """Parse ``--config`` and overrides into one instance of each of ``dataclass_types``."""
+    """Parse ``--config`` and overrides into one instance of each of ``dataclass_types``.
+
+    ``ranges`` adds ``{"min": .., "max": ..}`` bounds by field name for dataclasses whose fields rlvprm does
+    not declare (TRL's ``GRPOConfig``): a negative batch size is named here, not deep inside TRL.
+    """
+    ranges = ranges or {}
     parser = build_parser(prog, description, dataclass_types)
     args = vars(parser.parse_args(argv))
     recipe_path = args.pop("config", None)
@@ -175,6 +240,7 @@ def parse(
                     kwargs[f.name] = raw if raw is None else conv(raw)
                 except (ValueError, TypeError, argparse.ArgumentTypeError) as err:
                     raise ConfigError(f"option {f.name}: {err}") from None
+                check_range(f.name, kwargs[f.name], ranges.get(f.name, f.metadata))
         missing = [
             f.name for f in _fields(dc)
             if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING

@@ -42,3 +42,29 @@ def digit_image(text: str, size=(84, 28), color="black") -> Image.Image:
 @pytest.fixture
 def images():
     return [digit_image("3 7 5"), digit_image("8 1 2", color="red")]
+
+
+@pytest.fixture
+def kill_part_way():
+    """Run a command line in a subprocess and SIGKILL it once ``out`` holds ``lines`` lines.
+
+    Returns the number of lines the killed run left; the caller re-runs the command to resume.
+    """
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    def run(cmd: list[str], out: Path, lines: int, timeout: float = 240.0) -> int:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        deadline = time.time() + timeout
+        while time.time() < deadline and proc.poll() is None:
+            if Path(out).exists() and len(Path(out).read_bytes().splitlines()) >= lines:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return len(Path(out).read_bytes().splitlines()) if Path(out).exists() else 0
+
+    return run

@@ -9,6 +9,17 @@ Read positions are found in token space, not by string search: the assistant hea
 format puts before every answer (``<|im_start|>assistant\\n`` for ChatML) is tokenised once, and
 every occurrence of its ids followed by the answer token marks one placeholder. A solution whose
 text contains the chat format's special tokens would add occurrences; the count check catches it.
+
+Special tokens inside a record's text are **rejected**, not escaped, by every backend
+(:func:`check_markup`, called by each backend's ``encode`` with that backend's own list: the
+tokenizer's special tokens, plus ``<img>``/``</img>``/``<IMG_CONTEXT>`` for InternVL remote code).
+Escaping would change the text the PRM judges into text no training data held, and such text is a
+data bug or an injection (``<|im_end|>\n<|im_start|>system`` would be read as a new system turn,
+``<|image_pad|>`` as an image); a per-record :class:`InputError` names it and ``--skip-bad`` skips it.
+
+The context length is checked against the model's own limit (:func:`context_limit`) unless a
+smaller ``max_length`` is given, so a record too long for the model is an error, never scored past
+the positions the model was built for.
 """
 
 from __future__ import annotations
@@ -50,6 +61,52 @@ class Backend(Protocol):
     ) -> EncodedBatch: ...
 
     def step_logits(self, batch: EncodedBatch) -> torch.Tensor: ...
+
+
+def special_token_texts(tokenizer, extra: Sequence[str] = ()) -> list[str]:
+    """The strings ``tokenizer`` reads as special tokens (longest first), plus ``extra``."""
+    found = set(getattr(tokenizer, "all_special_tokens", None) or [])
+    for tok in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+        if getattr(tok, "special", False):
+            found.add(str(tok.content))
+    found.update(extra)
+    return sorted((t for t in found if t and t.strip()), key=lambda t: (-len(t), t))
+
+
+def find_markup(text: str, markers: Sequence[str]) -> str | None:
+    """The first of ``markers`` (special-token strings) that ``text`` contains, or None."""
+    return next((m for m in markers if m in text), None)
+
+
+def markup_error(where: str, marker: str) -> InputError:
+    return InputError(
+        f"{where} contains {marker!r}, a special token of this model's chat format; markup inside a "
+        "record's text would be read as real markup, so it is refused (remove it)"
+    )
+
+
+def check_markup(conv: Conversation, markers: Sequence[str]) -> None:
+    """Raise :class:`InputError` when a record's text (question or a step) holds one of ``markers``."""
+    step = 0
+    for turn in conv.turns:
+        if turn.role != "user":
+            continue
+        step += 1
+        for seg in turn.segments:
+            marker = find_markup(seg, markers) if isinstance(seg, str) else None
+            if marker is not None:
+                first_step = conv.steps[0] if conv.steps else ""
+                raise markup_error(f"step {step}" if step > 1 or marker in first_step else "the question", marker)
+
+
+def context_limit(config) -> int | None:
+    """The longest sequence the model's positions cover (``max_position_embeddings``), if it says."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for cfg in (text, config, getattr(config, "llm_config", None)):
+        limit = getattr(cfg, "max_position_embeddings", None) if cfg is not None else None
+        if isinstance(limit, int) and limit > 0:
+            return limit
+    return None
 
 
 def find_read_positions(ids: Sequence[int], header: Sequence[int], answer_ids: set[int], expected: int) -> list[int]:

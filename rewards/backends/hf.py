@@ -14,8 +14,17 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from rewards.backends.base import EncodedBatch, InputError, answer_token_ids, find_read_positions
+from rewards.backends.base import (
+    EncodedBatch,
+    InputError,
+    answer_token_ids,
+    check_markup,
+    context_limit,
+    find_read_positions,
+    special_token_texts,
+)
 from rewards.conversation import Conversation, to_chat_messages
+from rewards.images import to_rgb
 from rewards.likelihood_feature import (
     LikelihoodFeature,
     add_feature,
@@ -42,7 +51,11 @@ class HFBackend:
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
+        # No max_length: the model's own context is the limit, so an over-long record is an error.
+        if max_length is None and model is not None:
+            max_length = context_limit(model.config)
         self.max_length = max_length
+        self.markers = special_token_texts(self.tokenizer)
         self.feature = feature
         header_text = assistant_header(processor)
         self.header_ids, self.good_id, self.bad_id = answer_token_ids(self.tokenizer, header_text)
@@ -61,15 +74,22 @@ class HFBackend:
         self, conversations: Sequence[Conversation], images: Sequence[Sequence[Image.Image]], step_spans: bool = False
     ) -> EncodedBatch:
         """Model inputs and read positions; with ``step_spans`` (or a likelihood feature) each step's tokens too."""
+        for conv in conversations:
+            check_markup(conv, self.markers)
         texts = [self.render(c) for c in conversations]
         has_images = [len(imgs) > 0 for imgs in images]
         kwargs = {}
         if any(has_images):
             if not all(has_images):
                 raise InputError("a batch mixes conversations with and without images; score them apart")
-            kwargs["images"] = [list(imgs) for imgs in images]
+            kwargs["images"] = [[to_rgb(im) for im in imgs] for imgs in images]
         # Some processors (InternVL) default to left padding; read positions assume right padding.
-        enc = self.processor(text=texts, padding=True, padding_side="right", return_tensors="pt", **kwargs)
+        try:
+            enc = self.processor(text=texts, padding=True, padding_side="right", return_tensors="pt", **kwargs)
+        except (ValueError, TypeError, IndexError) as err:
+            # e.g. "Found total 5 image tokens and 4 images" when a step spells an image token: an
+            # input error of this batch, so callers can find the record and --skip-bad can skip it.
+            raise InputError(f"the processor refused the inputs: {' '.join(str(err).split())}") from None
         ids, mask = enc["input_ids"], enc["attention_mask"]
         lengths = mask.sum(1).tolist()
         read = []

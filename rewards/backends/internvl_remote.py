@@ -50,8 +50,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rewards.backends.base import EncodedBatch, InputError, answer_token_ids, find_read_positions, pad_right
+from rewards.backends.base import (
+    EncodedBatch,
+    InputError,
+    answer_token_ids,
+    check_markup,
+    context_limit,
+    find_read_positions,
+    pad_right,
+    special_token_texts,
+)
 from rewards.conversation import Conversation, ImageSlot
+from rewards.images import to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +112,7 @@ def tile_image(image: Image.Image, tile: int = 448, max_num: int = 12, use_thumb
     ``num_tiles`` is ``cols * rows`` from :func:`choose_grid`, plus one thumbnail (the whole image
     resized to ``tile x tile``) when ``use_thumbnail`` and the grid has more than one tile.
     """
-    image = image.convert("RGB")
+    image = to_rgb(image)
     cols, rows = choose_grid(image.width, image.height, tile, 1, max_num)
     resized = _normalise(image.resize((tile * cols, tile * rows), Image.Resampling.BICUBIC))
     tiles = [resized[:, r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] for r in range(rows) for c in range(cols)]
@@ -159,7 +169,10 @@ class InternVLRemoteBackend:
     ):
         self.model = model
         self.tokenizer = tokenizer
-        self.max_length = max_length
+        # No max_length: the model's own context is the limit, so an over-long record is an error.
+        self.max_length = max_length if max_length is not None else context_limit(model.config)
+        # The image markup is written by render_prompt; in a record's text it would fake image runs.
+        self.markers = special_token_texts(tokenizer, extra=("<img>", "</img>", IMG_CONTEXT))
         self.max_num = max_num
         config = model.config
         self.tile = _config_tile_size(config)
@@ -221,6 +234,7 @@ class InternVLRemoteBackend:
         rows, read, tiles = [], [], []
         answers = {self.good_id, self.bad_id}
         for i, (conv, imgs) in enumerate(zip(conversations, images)):
+            check_markup(conv, self.markers)
             slots = image_slots(conv)
             if sorted(slots) != list(range(len(imgs))):
                 raise InputError(f"conversation {i} has image slots {slots} but {len(imgs)} image(s)")

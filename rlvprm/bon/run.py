@@ -35,12 +35,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from PIL import Image, UnidentifiedImageError
-
 from rewards.aggregate import parse_aggregation
 from rlvprm.config import field
-from rlvprm.data.jsonl import RecordError, read_jsonl
-from rlvprm.data.records import Record, parse_record
+from rlvprm.data.jsonl import RecordError, check_out_not_input, read_jsonl
+from rlvprm.data.provenance import check_resume, file_sha256
+from rlvprm.data.records import Record, has_answer, open_image, parse_record
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +56,14 @@ class BonConfig:
     out: str = field(help="run folder: candidates.jsonl, scores.jsonl, results.json, results.md, scaling.png")
     orm: str | None = field(None, help="also score every whole candidate with this model in ORM mode (one step)")
     image_root: str | None = field(None, help="folder that image paths are relative to (default: the data file's folder)")
-    n: int = field(8, help="candidates per prompt, sampled once; selection runs at N = 1, 2, 4, ..., n")
-    temperature: float = field(1.0, help="sampling temperature of the candidates (the greedy answer uses 0)")
-    top_p: float = field(1.0, help="nucleus sampling threshold")
-    max_new_tokens: int = field(1024, help="longest candidate, in tokens")
+    n: int = field(8, min=1, help="candidates per prompt, sampled once; selection runs at N = 1, 2, 4, ..., n")
+    temperature: float = field(1.0, min=0, help="sampling temperature of the candidates (the greedy answer uses 0)")
+    top_p: float = field(1.0, min=0, max=1, help="nucleus sampling threshold")
+    max_new_tokens: int = field(1024, min=1, help="longest candidate, in tokens")
     seed: int = field(0, help="seed of sampling and of the subsets drawn at N < n")
     greedy: bool = field(True, help="also decode one greedy answer per prompt (pass@1 greedy)")
     sampler: Literal["hf", "vllm"] = field("hf", help="generation backend: transformers generate, or vLLM")
-    chunk_size: int = field(16, help="prompts per sampling and scoring call, the unit written and resumed "
+    chunk_size: int = field(16, min=1, help="prompts per sampling and scoring call, the unit written and resumed "
                                      "(vLLM: hundreds)")
     logprobs: Literal["auto", "policy", "sampler", "none"] = field(
         "auto", help="per-step policy log-probabilities: 'policy' (a teacher-forced pass, hf only), 'sampler' "
@@ -74,18 +73,18 @@ class BonConfig:
     prm_backend: Literal["auto", "hf", "internvl-remote"] = field("auto", help="format of the PRM and ORM")
     trust_remote_code: bool = field(False, help="let the PRM's and ORM's own code run (VisualPRM-8B needs it)")
     policy_trust_remote_code: bool = field(False, help="let the policy checkpoint's own code run")
-    max_steps: int | None = field(None, help="merge a candidate's steps evenly down to at most this many")
-    max_length: int | None = field(None, help="longest PRM conversation in tokens; a longer candidate is an "
+    max_steps: int | None = field(None, min=1, help="merge a candidate's steps evenly down to at most this many")
+    max_length: int | None = field(None, min=1, help="longest PRM conversation in tokens; a longer candidate is an "
                                               "error (with --skip-bad: unscored, ranked last)")
-    prm_batch_size: int = field(8, help="solutions per PRM forward pass")
+    prm_batch_size: int = field(8, min=1, help="solutions per PRM forward pass")
     aggregations: list[str] = field(DEFAULT_AGGREGATIONS, help="response scores from step scores, one strategy each")
-    num_subsets: int = field(32, help="random subsets per prompt at each N < n (all of them when there are fewer)")
+    num_subsets: int = field(32, min=1, help="random subsets per prompt at each N < n (all of them when there are fewer)")
     dtype: str = field("auto", help="float32, bfloat16, float16 or auto (bf16 on a GPU that has it, else fp32)")
     device: str = field("auto", help="cpu, cuda, cuda:N or auto (policy and reward models)")
-    vllm_gpu_memory_utilization: float = field(0.5, help="--sampler vllm: share of GPU memory vLLM may take "
+    vllm_gpu_memory_utilization: float = field(0.5, min=0, max=1, help="--sampler vllm: share of GPU memory vLLM may take "
                                                          "(the PRM needs the rest)")
-    threads: int = field(0, help="torch CPU threads (0: torch's default)")
-    limit: int | None = field(None, help="use only the first N rows of --data")
+    threads: int = field(0, min=0, help="torch CPU threads (0: torch's default)")
+    limit: int | None = field(None, min=1, help="use only the first N rows of --data")
     skip_bad: bool = field(False, help="count and list bad prompts, mismatched records and unscorable "
                                        "candidates instead of stopping")
 
@@ -147,7 +146,7 @@ class Skips:
 def load_prompts(cfg: BonConfig, skips: Skips) -> tuple[list[BonPrompt], Path]:
     """The usable prompts of ``--data`` in file order, and the image root.
 
-    Every image is opened (header only) here, so a bad prompt is found before sampling starts and
+    Every image is decoded here, so a bad prompt is found before sampling starts and
     the chunks of a resumed run hold the same prompts as the first run's.
     """
     data = Path(cfg.data)
@@ -162,7 +161,7 @@ def load_prompts(cfg: BonConfig, skips: Skips) -> tuple[list[BonPrompt], Path]:
             where = f"record {rec.id} (line {line})"
             if rec.id in seen:
                 raise RecordError(f"{where}: id {rec.id} appears twice in {data}")
-            if rec.answer is None or not rec.answer.strip():
+            if not has_answer(rec):
                 raise RecordError(f"{where}: no answer to check the candidates against")
             _check_images(rec, root, where)
         except RecordError as err:
@@ -176,15 +175,13 @@ def load_prompts(cfg: BonConfig, skips: Skips) -> tuple[list[BonPrompt], Path]:
 
 
 def _check_images(rec: Record, root: Path, where: str) -> None:
+    # Decoded in full, not just the header: a truncated file passes a header check and would stop
+    # sampling later, where --skip-bad cannot skip it.
     for rel in rec.image_paths:
-        path = root / rel
-        if not path.exists():
-            raise RecordError(f"{where}: image {path} does not exist")
         try:
-            with Image.open(path):
-                pass
-        except (UnidentifiedImageError, OSError) as err:
-            raise RecordError(f"{where}: image {path} cannot be read ({err})") from None
+            open_image(rel, root, rec.id)
+        except RecordError as err:
+            raise RecordError(f"{where}: {str(err).split(': ', 1)[-1]}") from None
 
 
 def is_world(prompts: list[BonPrompt]) -> bool:
@@ -194,14 +191,14 @@ def is_world(prompts: list[BonPrompt]) -> bool:
 
 def sampling_settings(cfg: BonConfig) -> dict[str, Any]:
     """What decides the candidates: a resumed run must sample with exactly these."""
-    return {"policy": cfg.policy, "n": cfg.n, "temperature": cfg.temperature, "top_p": cfg.top_p,
-            "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "greedy": cfg.greedy, "sampler": cfg.sampler,
+    return {"policy": cfg.policy, "data_sha256": file_sha256(cfg.data), "n": cfg.n, "temperature": cfg.temperature,
+            "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "greedy": cfg.greedy, "sampler": cfg.sampler,
             "chunk_size": cfg.chunk_size, "logprobs": cfg.resolved_logprobs, "max_steps": cfg.max_steps}
 
 
 def scoring_settings(cfg: BonConfig) -> dict[str, Any]:
     """What decides the scores: a resumed run must score with exactly these."""
-    out = {"prm": cfg.prm, "orm": cfg.orm, "max_steps": cfg.max_steps}
+    out = {"prm": cfg.prm, "orm": cfg.orm, "max_steps": cfg.max_steps, "max_length": cfg.max_length}
     if cfg.prm == LIKELIHOOD:
         out["likelihood_score"] = cfg.likelihood_score
     else:
@@ -211,17 +208,7 @@ def scoring_settings(cfg: BonConfig) -> dict[str, Any]:
 
 def check_settings(out: Path, stage: str, settings: dict[str, Any], output: Path) -> None:
     """Record ``settings`` for ``stage`` in ``out/run.json``; refuse to resume ``output`` under others."""
-    path = out / "run.json"
-    saved = json.loads(path.read_text()) if path.exists() else {}
-    old = saved.get(stage)
-    started = output.exists() and output.stat().st_size > 0
-    if started and old is not None and old != settings:
-        diff = ", ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in sorted(set(old) | set(settings))
-                         if old.get(k) != settings.get(k))
-        raise ValueError(f"{output} was written with other {stage} settings ({diff}); use another --out, "
-                         f"or delete {output.name} (and the files after it) to redo that stage")
-    saved[stage] = settings
-    path.write_text(json.dumps(saved, indent=1) + "\n")
+    check_resume(out / "run.json", settings, output, stage=stage)
 
 
 def run_bon(cfg: BonConfig) -> dict[str, Any]:
@@ -235,6 +222,8 @@ def run_bon(cfg: BonConfig) -> dict[str, Any]:
 
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
+    for name in ("", "candidates.jsonl", "scores.jsonl", "results.json", "results.md", "run.json", "skipped.jsonl"):
+        check_out_not_input(out / name if name else out, cfg.data)
     out.mkdir(parents=True, exist_ok=True)
     skips = Skips(cfg.skip_bad)
     prompts, image_root = load_prompts(cfg, skips)

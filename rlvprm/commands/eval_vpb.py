@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal
 
 from rlvprm.config import field
-from rlvprm.data.jsonl import RecordError, read_jsonl
+from rlvprm.data.jsonl import RecordError, check_out_not_input, check_unique_ids, read_jsonl
 from rlvprm.data.records import parse_record
 from rlvprm.evaluation.vpb import ScoredSteps, evaluate, position_matched_auc_by_type, render_markdown
 
@@ -58,12 +58,12 @@ class EvalVPBConfig:
     image_root: str | None = field(None, help="folder that image paths are relative to (default: the data file's folder)")
     hub_split: str = field("test", help="split to load when --data is a hub dataset id")
     skip_bad: bool = field(False, help="count and list records without matching scores instead of stopping")
-    batch_size: int = field(8, help="--model only: solutions per forward pass")
+    batch_size: int = field(8, min=1, help="--model only: solutions per forward pass")
     backend: Literal["auto", "hf", "internvl-remote"] = field("auto", help="--model only: model format")
     dtype: str = field("auto", help="--model only: float32, bfloat16, float16 or auto")
     device: str = field("auto", help="--model only: cpu, cuda, cuda:N or auto")
     trust_remote_code: bool = field(False, help="--model only: allow the checkpoint's own code (VisualPRM-8B needs it)")
-    max_length: int | None = field(None, help="--model only: longest conversation in tokens")
+    max_length: int | None = field(None, min=1, help="--model only: longest conversation in tokens")
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.scores is None):
@@ -83,6 +83,10 @@ def main(cfg: EvalVPBConfig) -> dict[str, Any]:
         data_path = fetch_hub_dataset(cfg.data, cfg.hub_split, out)
         image_root = image_root or str(out)
     image_root = image_root or str(data_path.parent)
+    rows = list(read_jsonl(data_path))  # read once: matched with the scores, then their error types
+    check_unique_ids(rows, data_path)  # scores pair with records by id: a repeated id pairs two with one line
+    for name in ("scores.jsonl", "metrics.json", "metrics.md"):
+        check_out_not_input(out / name, data_path, cfg.scores)
 
     if cfg.model is not None:
         from rlvprm.commands.score import ScoreConfig, main as score_main
@@ -96,7 +100,6 @@ def main(cfg: EvalVPBConfig) -> dict[str, Any]:
     else:
         scores_path = Path(cfg.scores)
 
-    rows = list(read_jsonl(data_path))  # read once: matched with the scores, then their error types
     records, skipped = match_scores(rows, read_scores(scores_path), cfg.skip_bad)
     scorer_skips = Path(str(scores_path) + ".skipped.jsonl")
     if cfg.model is not None and skipped and scorer_skips.exists():
@@ -241,6 +244,8 @@ def _image_path(item: Any, out: Path, stem: str) -> str:
 
     from PIL import Image
 
+    from rewards.images import to_rgb
+
     if isinstance(item, str):
         return item
     if isinstance(item, dict) and item.get("bytes"):
@@ -250,6 +255,6 @@ def _image_path(item: Any, out: Path, stem: str) -> str:
     if isinstance(item, Image.Image):
         rel = f"images/{stem}.png"
         (out / "images").mkdir(parents=True, exist_ok=True)
-        item.convert("RGB").save(out / rel)
+        to_rgb(item).save(out / rel)
         return rel
     raise RecordError(f"row {stem.split('_')[0]}: cannot read an image from {type(item).__name__}")

@@ -37,6 +37,14 @@ from rlvprm.config import field
 log = logging.getLogger(__name__)
 
 EXTRA_CONFIGS = (GRPOConfig,)
+# Bounds on TRL's own options, which pass through undeclared: TRL does not check these itself, and a
+# negative batch size otherwise fails deep in a data loader ("maxlen must be non-negative").
+EXTRA_RANGES = {
+    name: {"min": 1} for name in (
+        "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+        "num_generations", "max_completion_length", "steps_per_generation", "num_iterations",
+    )
+} | {"num_train_epochs": {"min": 0}, "learning_rate": {"min": 0}, "beta": {"min": 0}, "temperature": {"min": 0}}
 
 
 @dataclass
@@ -46,33 +54,33 @@ class DenseGRPOConfig:
     prm: str = field(help="step scorer: a PRM folder or hub id (VisualPRM-style, implicit or stacked), or 'oracle' "
                       "(the visual-arith world's exact checker)")
     image_root: str | None = field(None, help="folder the image paths are relative to (default: the data file's folder)")
-    num_prompts: int | None = field(None, help="train on the first N prompts only")
+    num_prompts: int | None = field(None, min=1, help="train on the first N prompts only")
     credit: Literal["outcome", "prm_sequence", "process", "min_form", "ps_grpo"] = field(
         "process", help="credit assignment (rlvprm.rl.credit): outcome, prm_sequence, process, min_form, ps_grpo"
     )
     outcome_weight: float = field(0.0, help="weight of the outcome advantage added to the credit's advantage")
     prm_aggregation: str = field("mean", help="response score from step scores (prm_sequence, agreement metric)")
     prm_empty_value: float = field(0.0, help="prm_sequence: reward of a completion with no steps")
-    min_form_temperature: float | None = field(None, help="min_form: softmin temperature (unset: hard minimum)")
+    min_form_temperature: float | None = field(None, min=0, help="min_form: softmin temperature (unset: hard minimum)")
     ps_grpo_drop_threshold: float = field(0.3, help="ps_grpo: a PRM score drop between steps larger than this is a flaw")
     ps_grpo_penalty: float = field(0.5, help="ps_grpo: reward taken off a correct answer with a flawed process")
     prm_backend: Literal["auto", "hf", "internvl-remote"] = field("auto", help="PRM format")
     prm_dtype: str = field("auto", help="PRM dtype: float32, bfloat16, float16 or auto (bf16 on GPUs that have it)")
-    prm_batch_size: int = field(8, help="PRM conversations per forward pass (ZeRO-3: all of a process's at once)")
-    prm_max_steps: int | None = field(None, help="merge a completion's steps evenly down to this many for the PRM")
-    prm_max_length: int | None = field(None, help="longest PRM conversation in tokens; longer ones count as unscored")
+    prm_batch_size: int = field(8, min=1, help="PRM conversations per forward pass (ZeRO-3: all of a process's at once)")
+    prm_max_steps: int | None = field(None, min=1, help="merge a completion's steps evenly down to this many for the PRM")
+    prm_max_length: int | None = field(None, min=1, help="longest PRM conversation in tokens; longer ones count as unscored")
     prm_trust_remote_code: bool = field(False, help="run the PRM checkpoint's own code (needed by VisualPRM-8B)")
-    heldout_every: int = field(0, help="measure held-out accuracy every N steps (0: never)")
+    heldout_every: int = field(0, min=0, help="measure held-out accuracy every N steps (0: never)")
     heldout_data: str | None = field(None, help="held-out prompt set (default: the rows of data after num_prompts)")
-    heldout_prompts: int = field(100, help="number of held-out prompts")
-    heldout_samples: int = field(0, help="also the mean accuracy of this many samples per held-out prompt")
+    heldout_prompts: int = field(100, min=1, help="number of held-out prompts")
+    heldout_samples: int = field(0, min=0, help="also the mean accuracy of this many samples per held-out prompt")
     freeze_vision: bool = field(False, help="keep the vision encoder and projector fixed (train the language model only)")
     use_peft: bool = field(False, help="train a LoRA adapter instead of the whole policy")
-    lora_r: int = field(16, help="LoRA rank")
-    lora_alpha: int = field(32, help="LoRA alpha")
-    lora_dropout: float = field(0.05, help="LoRA dropout")
+    lora_r: int = field(16, min=1, help="LoRA rank")
+    lora_alpha: int = field(32, min=1, help="LoRA alpha")
+    lora_dropout: float = field(0.05, min=0, max=1, help="LoRA dropout")
     lora_target_modules: list[str] = field(["q_proj", "k_proj", "v_proj", "o_proj"], help="modules that get adapters")
-    threads: int = field(0, help="torch CPU threads (0: torch's default)")
+    threads: int = field(0, min=0, help="torch CPU threads (0: torch's default)")
 
     def __post_init__(self) -> None:
         if self.credit == "outcome" and self.outcome_weight:

@@ -14,7 +14,9 @@ record's question as given; the Raw ``question`` holds it with ``<image>`` place
 when it had none), as the PRM conversation builder would place the images, and ``question_orig``
 holds it as given (what the published Raw rows keep beside the policy prompt).
 
-Re-running with the same ``--out`` resumes: finished rollouts are not redone, and because every
+Re-running with the same ``--out`` resumes: finished rollouts are not redone (``OUT.run.json`` records
+the policy, the data file's hash and the sampling options; a re-run with others is refused, naming
+the difference), and because every
 record is seeded from its own id, the resumed file is the file an uninterrupted run writes; so is the
 merge of ``--num-shards`` shard files (``rlvprm.labeling.shards``). Rollouts with no step (an empty
 response) are listed in ``OUT.skipped.jsonl``; so are bad records (no answer, a missing or unreadable
@@ -43,9 +45,18 @@ from typing import Literal
 
 from tqdm.auto import tqdm
 
+from rewards.backends.base import find_markup, markup_error, special_token_texts
 from rlvprm.config import field
-from rlvprm.data.jsonl import RecordError, ResumableWriter, read_jsonl
-from rlvprm.data.records import load_images, parse_record
+from rlvprm.data.jsonl import (
+    RecordError,
+    ResumableWriter,
+    check_out_not_input,
+    check_unique_ids,
+    read_jsonl,
+    record_id,
+)
+from rlvprm.data.provenance import check_resume, file_sha256
+from rlvprm.data.records import has_answer, load_images, parse_record
 from rlvprm.generation import Request
 from rlvprm.labeling.formats import (
     conversation_record,
@@ -68,29 +79,29 @@ class LabelConfig:
     convert: bool = field(False, help="convert Raw records (--data) into the VisualPRM400K conversation format (--out)")
     merge: bool = field(False, help="merge OUT.shard-*-of-N.jsonl into --out")
     image_root: str | None = field(None, help="folder image paths are relative to (label default: the data file's folder; convert: check images exist there)")
-    num_rollouts: int = field(4, help="solutions sampled per prompt")
-    num_mc: int = field(16, help="continuations sampled per step prefix")
-    max_steps: int = field(12, help="merge a solution's steps evenly down to at most this many")
-    max_new_tokens: int = field(1024, help="longest rollout or continuation, in tokens")
-    temperature: float = field(1.0, help="sampling temperature of rollouts and continuations")
-    top_p: float = field(1.0, help="nucleus sampling threshold")
+    num_rollouts: int = field(4, min=1, help="solutions sampled per prompt")
+    num_mc: int = field(16, min=1, help="continuations sampled per step prefix")
+    max_steps: int = field(12, min=1, help="merge a solution's steps evenly down to at most this many")
+    max_new_tokens: int = field(1024, min=1, help="longest rollout or continuation, in tokens")
+    temperature: float = field(1.0, min=0, help="sampling temperature of rollouts and continuations")
+    top_p: float = field(1.0, min=0, max=1, help="nucleus sampling threshold")
     seed: int = field(0, help="base seed; each record's samples are seeded from (seed, record id)")
-    batch_size: int = field(8, help="hf backend: prompts per generate call (each holds num_mc sequences)")
+    batch_size: int = field(8, min=1, help="hf backend: prompts per generate call (each holds num_mc sequences)")
     early_stop: bool = field(False, help="stop sampling a rollout after a step scores 0; later steps get score 0, num_mc_total 0 (VisualPRM's pipeline)")
     dedupe_prefixes: bool = field(True, help="sample a step prefix shared by several rollouts of a prompt once")
     backend: Literal["hf", "vllm"] = field("hf", help="generation backend (vllm: optional extra, GPU)")
     dtype: str = field("auto", help="float32, bfloat16, float16 or auto")
     device: str = field("auto", help="hf backend: cpu, cuda, cuda:N or auto")
     trust_remote_code: bool = field(False, help="allow the policy checkpoint's own code to run")
-    gpu_memory_utilization: float = field(0.9, help="vllm backend: share of GPU memory vLLM may take")
-    tensor_parallel_size: int = field(1, help="vllm backend: GPUs per model replica")
-    limit: int | None = field(None, help="label only the first N prompt records (before sharding)")
-    shard: int = field(0, help="this worker's shard, in [0, num_shards)")
-    num_shards: int = field(1, help="data-parallel shards; shard i writes OUT.shard-i-of-N.jsonl")
-    threshold: float = field(0.0, help="convert: a step is '+' iff its MC score is above this")
+    gpu_memory_utilization: float = field(0.9, min=0, max=1, help="vllm backend: share of GPU memory vLLM may take")
+    tensor_parallel_size: int = field(1, min=1, help="vllm backend: GPUs per model replica")
+    limit: int | None = field(None, min=1, help="label only the first N prompt records (before sharding)")
+    shard: int = field(0, min=0, help="this worker's shard, in [0, num_shards)")
+    num_shards: int = field(1, min=1, help="data-parallel shards; shard i writes OUT.shard-i-of-N.jsonl")
+    threshold: float = field(0.0, min=0, max=1, help="convert: a step is '+' iff its MC score is above this")
     split: str = field("train", help="convert: split of a hub dataset")
     skip_bad: bool = field(False, help="skip bad records (counted and listed in OUT.skipped.jsonl) instead of stopping")
-    threads: int = field(0, help="torch CPU threads (0: torch's default)")
+    threads: int = field(0, min=0, help="torch CPU threads (0: torch's default)")
     progress: bool = field(True, help="show a progress bar")
 
     def __post_init__(self) -> None:
@@ -139,9 +150,12 @@ def label(cfg: LabelConfig, sampler: Sampler | None = None) -> dict:
     rows = list(read_jsonl(data))
     if cfg.limit is not None:
         rows = rows[: cfg.limit]
-    _check_unique_ids(rows)
+    check_unique_ids(rows, data)  # rollout ids are built from record ids
     rows = rows[shard_slice(len(rows), cfg.shard, cfg.num_shards)]
     out = shard_path(cfg.out, cfg.shard, cfg.num_shards)
+    check_out_not_input(out, data)
+    check_out_not_input(skipped_path(out), data)
+    check_resume(Path(str(out) + ".run.json"), run_settings(cfg), out)
     writer = ResumableWriter(out)
     passed = ResumableWriter(skipped_path(out))  # bad records and empty rollouts
 
@@ -162,6 +176,9 @@ def label(cfg: LabelConfig, sampler: Sampler | None = None) -> dict:
         temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.batch_size, seed=cfg.seed,
         early_stop=cfg.early_stop, dedupe_prefixes=cfg.dedupe_prefixes,
     )
+    # The policy's special tokens in a question would be read as chat markup in its prompt.
+    tokenizer = getattr(sampler, "tokenizer", None)
+    markers = special_token_texts(tokenizer) if tokenizer is not None else []
     bar = tqdm(total=len(todo), desc="label", unit="prompt", disable=not cfg.progress)
     sampling_start = time.perf_counter()
     rollouts_done = 0
@@ -170,8 +187,11 @@ def label(cfg: LabelConfig, sampler: Sampler | None = None) -> dict:
             rid = _id(raw, line)
             try:
                 rec = parse_record(raw, line)
-                if rec.answer is None or not rec.answer.strip():
+                if not has_answer(rec):
                     raise RecordError(f"record {rid} (line {line}): no answer to check rollouts against")
+                marker = find_markup(rec.question, markers)
+                if marker is not None:
+                    raise RecordError(f"record {rid} (line {line}): {markup_error('the question', marker)}")
                 images = load_images(rec, image_root)
             except RecordError as err:
                 if not cfg.skip_bad:
@@ -221,6 +241,7 @@ def label(cfg: LabelConfig, sampler: Sampler | None = None) -> dict:
 
 def convert(cfg: LabelConfig) -> dict:
     out = Path(cfg.out)
+    check_out_not_input(out, cfg.data)  # the output replaces its file at the end: it would destroy the input
     out.parent.mkdir(parents=True, exist_ok=True)
     skipped: list[dict] = []
     records = steps = wrong = 0
@@ -242,6 +263,20 @@ def convert(cfg: LabelConfig) -> dict:
     return summary
 
 
+def run_settings(cfg: LabelConfig) -> dict:
+    """What decides the labels: a resumed run must label with exactly these (``rlvprm.data.provenance``).
+
+    ``--limit`` counts only with shards (it changes which records fall in each shard); without, a
+    longer limit extends the same run.
+    """
+    return {"policy": cfg.policy, "data_sha256": file_sha256(cfg.data), "image_root": cfg.image_root,
+            "num_rollouts": cfg.num_rollouts, "num_mc": cfg.num_mc, "max_steps": cfg.max_steps,
+            "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p,
+            "seed": cfg.seed, "batch_size": cfg.batch_size, "early_stop": cfg.early_stop,
+            "dedupe_prefixes": cfg.dedupe_prefixes, "backend": cfg.backend, "dtype": cfg.dtype,
+            "shard": cfg.shard, "num_shards": cfg.num_shards, "limit": cfg.limit if cfg.num_shards > 1 else None}
+
+
 def _load_policy(cfg: LabelConfig) -> Sampler:
     from rlvprm.generation import make_sampler
 
@@ -253,15 +288,4 @@ def _load_policy(cfg: LabelConfig) -> Sampler:
                         trust_remote_code=cfg.trust_remote_code, progress=False, **extra)
 
 
-def _id(raw: dict, line: int) -> str:
-    return str(raw["id"]) if raw.get("id") is not None else str(line)
-
-
-def _check_unique_ids(rows: list[tuple[int, dict]]) -> None:
-    """Rollout ids are built from record ids, so two records with one id would overwrite each other."""
-    seen: dict[str, int] = {}
-    for line, raw in rows:
-        rid = _id(raw, line)
-        if rid in seen:
-            raise RecordError(f"record id {rid!r} appears on lines {seen[rid]} and {line}; ids must be unique")
-        seen[rid] = line
+_id = record_id

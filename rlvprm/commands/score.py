@@ -25,7 +25,15 @@ from rewards.conversation import ConversationError
 from rewards.prm import Group
 from rewards.scorers import load_scorer
 from rlvprm.config import field
-from rlvprm.data.jsonl import RecordError, ResumableWriter, read_jsonl
+from rlvprm.data.jsonl import (
+    RecordError,
+    ResumableWriter,
+    check_out_not_input,
+    check_unique_ids,
+    read_jsonl,
+    record_id,
+)
+from rlvprm.data.provenance import check_resume, file_sha256
 from rlvprm.data.records import Record, load_images, parse_record
 
 log = logging.getLogger(__name__)
@@ -38,17 +46,17 @@ class ScoreConfig:
     data: str = field(help="jsonl of VisualProcessBench records or prompt records with a 'response'")
     out: str = field(help="output jsonl (one line per record); an existing file is resumed")
     image_root: str | None = field(None, help="folder that image paths are relative to (default: the data file's folder)")
-    max_steps: int | None = field(None, help="merge a response's steps evenly down to at most this many")
+    max_steps: int | None = field(None, min=1, help="merge a response's steps evenly down to at most this many")
     aggregate: str = field("mean", help="response score from step scores: mean, min, max, last, prod, softmin[:T]")
-    batch_size: int = field(8, help="solutions per forward pass")
+    batch_size: int = field(8, min=1, help="solutions per forward pass")
     orm: bool = field(False, help="ORM mode: score the whole response as one step")
     backend: Literal["auto", "hf", "internvl-remote"] = field("auto", help="model format")
     dtype: str = field("auto", help="float32, bfloat16, float16 or auto (bf16 on a GPU that has it, else fp32)")
     device: str = field("auto", help="cpu, cuda, cuda:N or auto")
     trust_remote_code: bool = field(False, help="allow the checkpoint's own code to run (needed by VisualPRM-8B)")
-    max_length: int | None = field(None, help="longest conversation in tokens; longer records are errors")
+    max_length: int | None = field(None, min=1, help="longest conversation in tokens; longer records are errors")
     skip_bad: bool = field(False, help="skip bad records (counted and listed in OUT.skipped.jsonl) instead of stopping")
-    limit: int | None = field(None, help="score only the first N records")
+    limit: int | None = field(None, min=1, help="score only the first N records")
 
     def __post_init__(self) -> None:
         parse_aggregation(self.aggregate)  # raises with the valid names
@@ -60,16 +68,21 @@ class ScoreConfig:
 
 def main(cfg: ScoreConfig) -> dict:
     image_root = cfg.image_root or str(Path(cfg.data).parent)
+    skipped_path = Path(str(cfg.out) + ".skipped.jsonl")
+    check_out_not_input(cfg.out, cfg.data)
+    check_out_not_input(skipped_path, cfg.data)
+    records = list(read_jsonl(cfg.data))
+    if cfg.limit is not None:
+        records = records[: cfg.limit]
+    check_unique_ids(records, cfg.data)  # scores are keyed by id: a second record would never be scored
+    check_resume(run_path(cfg.out), run_settings(cfg), cfg.out)
+    writer = ResumableWriter(cfg.out)  # reads what is done; a corrupt existing line stops here
+    # Loaded after the input checks above, so a bad file or option fails before any weights load.
     prm = load_scorer(
         cfg.model, backend=cfg.backend, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code,
         max_length=cfg.max_length, max_steps=cfg.max_steps, aggregation=cfg.aggregate, batch_size=cfg.batch_size,
         orm=cfg.orm,
     )
-    records = list(read_jsonl(cfg.data))
-    if cfg.limit is not None:
-        records = records[: cfg.limit]
-    writer = ResumableWriter(cfg.out)
-    skipped_path = Path(str(cfg.out) + ".skipped.jsonl")
     skipped: list[dict] = []
     todo = [(line, raw) for line, raw in records if _id(raw, line) not in writer.done]
     log.info("%d records, %d already scored, %d to go", len(records), len(records) - len(todo), len(todo))
@@ -141,5 +154,20 @@ def main(cfg: ScoreConfig) -> dict:
     return summary
 
 
-def _id(raw: dict, line: int) -> str:
-    return str(raw["id"]) if raw.get("id") is not None else str(line)
+_id = record_id
+
+
+def run_path(out: str | Path) -> Path:
+    """Where the settings that produced ``out`` are recorded (``OUT.run.json``)."""
+    return Path(str(out) + ".run.json")
+
+
+def run_settings(cfg: ScoreConfig) -> dict:
+    """What decides the scores: a resumed run must score with exactly these (``rlvprm.data.provenance``).
+
+    The batch size is among them because padding a batch differently can move scores in the last
+    digits; device and ``--limit`` are not (a longer limit extends the same run).
+    """
+    return {"model": cfg.model, "backend": cfg.backend, "dtype": cfg.dtype, "data_sha256": file_sha256(cfg.data),
+            "image_root": cfg.image_root, "max_steps": cfg.max_steps, "aggregate": cfg.aggregate, "orm": cfg.orm,
+            "batch_size": cfg.batch_size, "max_length": cfg.max_length}

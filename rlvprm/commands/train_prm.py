@@ -104,16 +104,16 @@ class TrainPRMConfig:
                     "on step labels (rewards.stacked)")
     image_root: str | None = field(None, help="folder image paths are relative to (default: the data file's folder)")
     hub_split: str = field("train", help="split to read when --data is a hub dataset id")
-    threshold: float = field(0.0, help="kind prm, Raw records: a step is '+' iff its MC score is above this")
-    limit: int | None = field(None, help="train on the first N usable records only")
+    threshold: float = field(0.0, min=0, max=1, help="kind prm, Raw records: a step is '+' iff its MC score is above this")
+    limit: int | None = field(None, min=1, help="train on the first N usable records only")
     labels_in_input: bool = field(False, help="kind prm: put the labels (not '+' placeholders) in the assistant turns, "
                                               "as the released VisualPRM checkpoints were trained (DESIGN.md section 7)")
     label_loss: Literal["full_vocab", "two_way"] = field(
         "full_vocab", help="kind prm: cross-entropy of the label over the full vocabulary (VisualPRM) or over the "
                            "+/- logits only")
-    aux_lm_weight: float = field(0.0, help="kind prm: weight of a language-model loss on the question and the steps "
+    aux_lm_weight: float = field(0.0, min=0, help="kind prm: weight of a language-model loss on the question and the steps "
                                            "before the first '-' (0: off)")
-    aux_bag_weight: float = field(0.0, help="kind prm: weight of an auxiliary target at each read position: the "
+    aux_bag_weight: float = field(0.0, min=0, help="kind prm: weight of an auxiliary target at each read position: the "
                                             "bag of token ids of the judged step (0: off; use with label_loss two_way)")
     likelihood_feature: bool = field(False, help="kind prm: add the model's own running-minimum step log-probability "
                                                  "to the '+' logit, in training and in scoring (rewards.likelihood_feature; "
@@ -121,7 +121,7 @@ class TrainPRMConfig:
     feature_gradient: bool = field(False, help="kind prm, with likelihood_feature: let the label loss train the step "
                                                "tokens' probabilities through the feature (default: the feature is "
                                                "detached there, so only the LM loss shapes it)")
-    beta: float = field(0.05, help="kind implicit: reward scale beta of r = beta * log(pi / pi_ref) (PRIME: 0.05)")
+    beta: float = field(0.05, min=0, help="kind implicit: reward scale beta of r = beta * log(pi / pi_ref) (PRIME: 0.05)")
     reference: str | None = field(None, help="kind implicit: frozen reference model (default: --init; with LoRA, "
                                              "the model with its adapters off)")
     implicit_score: Literal["step", "cumulative"] = field(
@@ -132,23 +132,23 @@ class TrainPRMConfig:
     components: list[str] = field([], help="kind stacked, comma-separated (a list in a recipe): NAME=scorer:PATH "
                                            "(any PRM or implicit PRM) or NAME=likelihood:POLICY (the policy's own "
                                            "step probability), one or more")
-    stacked_l2: float = field(1e-4, help="kind stacked: L2 penalty on the combination weights")
+    stacked_l2: float = field(1e-4, min=0, help="kind stacked: L2 penalty on the combination weights")
     use_lora: bool = field(False, help="train LoRA adapters (peft) instead of all weights; merged on save")
-    lora_r: int = field(16, help="LoRA rank")
-    lora_alpha: int = field(32, help="LoRA alpha")
-    lora_dropout: float = field(0.05, help="LoRA dropout")
+    lora_r: int = field(16, min=1, help="LoRA rank")
+    lora_alpha: int = field(32, min=1, help="LoRA alpha")
+    lora_dropout: float = field(0.05, min=0, max=1, help="LoRA dropout")
     lora_target_modules: list[str] = field(DEFAULT_LORA_TARGETS, help="modules that get adapters (names, or one regex)")
     freeze_vision_tower: bool = field(False, help="freeze the vision encoder (its projector stays trainable)")
     dtype: str = field("float32", help="weights' dtype when loaded: float32, bfloat16, float16 or auto")
     trust_remote_code: bool = field(False, help="allow the checkpoint's own code to run")
-    max_length: int | None = field(None, help="longest example in tokens (checked once before training, images "
+    max_length: int | None = field(None, min=1, help="longest example in tokens (checked once before training, images "
                                               "included); longer ones are errors, or skipped with --skip-bad")
     skip_bad: bool = field(False, help="skip bad records (counted, listed in OUTPUT_DIR/skipped.jsonl) instead of stopping")
     eval_data: str | None = field(None, help="VisualProcessBench-format jsonl to evaluate on (step macro-F1, AUCs)")
     eval_image_root: str | None = field(None, help="folder the eval images are relative to (default: its folder)")
-    eval_limit: int | None = field(None, help="evaluate on the first N records only")
+    eval_limit: int | None = field(None, min=1, help="evaluate on the first N records only")
     eval_threshold: float = field(0.5, help="a step is judged correct when its score is above this (fixed)")
-    threads: int = field(0, help="torch CPU threads (0: torch's default)")
+    threads: int = field(0, min=0, help="torch CPU threads (0: torch's default)")
 
     def __post_init__(self) -> None:
         if self.kind != "stacked" and not self.init:
@@ -251,10 +251,11 @@ def resume_arg(value: str | None) -> str | bool | None:
 
 
 def main(cfg: TrainPRMConfig, args: PRMTrainingArguments) -> dict:
+    from rewards.backends.base import special_token_texts
     from rewards.likelihood_feature import LikelihoodFeature
     from rewards.prm import resolve_dtype
     from rlvprm.prm_training.collate import OutcomeCollator, StepLabelCollator
-    from rlvprm.prm_training.data import RecordDataset, check_lengths
+    from rlvprm.prm_training.data import RecordDataset, check_lengths, drop_markup
     from rlvprm.prm_training.evaluation import load_eval_set
     from rlvprm.prm_training.model import add_lora, freeze_vision_tower, load_model, save_for_scoring, trainable_summary
     from rlvprm.prm_training.trainer import PRMTrainer
@@ -297,6 +298,9 @@ def main(cfg: TrainPRMConfig, args: PRMTrainingArguments) -> dict:
                                      bag_steps=cfg.aux_bag_weight > 0, feature_spans=cfg.likelihood_feature)
     else:
         collator = OutcomeCollator(processor)
+    records = drop_markup(records, special_token_texts(processor.tokenizer), cfg.skip_bad, skipped)
+    if not records:
+        raise ValueError(f"{cfg.data}: no usable training records ({len(skipped)} skipped)")
     dataset = RecordDataset(records, image_root)
     if cfg.max_length is not None:
         dataset = check_lengths(dataset, collator.length, cfg.max_length, cfg.skip_bad, skipped,

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
+from rewards.images import to_rgb
+from rewards.outcome import accepted_answers
 from rlvprm.data.jsonl import RecordError
 
 
@@ -23,7 +25,7 @@ class Record:
     id: str
     question: str
     image_paths: list[str]
-    answer: str | None = None
+    answer: str | list[str] | None = None  # one accepted answer, or several (rewards.outcome.accepted_answers)
     response: str | list[str] | None = None  # a solution text, or given steps (VisualProcessBench)
     labels: list[int] | None = None  # VisualProcessBench process_correctness: 1, 0 (neutral), -1
     data_source: str | None = None
@@ -60,18 +62,30 @@ def parse_record(raw: dict[str, Any], line: int, require_response: bool = False)
                              or (isinstance(response, list) and not any(s.strip() for s in response))):
         raise RecordError(f"{where}: empty response")
     answer = raw.get("answer")
+    if answer is not None:
+        try:
+            accepted = accepted_answers(answer)
+        except ValueError as err:
+            raise RecordError(f"{where}: {err}") from None
+        answer = accepted if isinstance(answer, (list, tuple)) else accepted[0]
     known = {"id", "question", "image", "images", "answer", "response", "data_source", "choices"}
     return Record(
         id=rid,
         question=question,
         image_paths=paths,
-        answer=None if answer is None else str(answer),
+        answer=answer,
         response=response,
         labels=labels,
         data_source=raw.get("data_source"),
         choices=raw.get("choices"),
         extra={k: v for k, v in raw.items() if k not in known},
     )
+
+
+def has_answer(record: Record) -> bool:
+    """Whether the record gives an answer to check against (some accepted answer is not blank)."""
+    answers = [record.answer] if isinstance(record.answer, str) else (record.answer or [])
+    return any(a.strip() for a in answers)
 
 
 def vpb_response(response: dict[str, Any]) -> tuple[list[str], list[int] | None]:
@@ -99,12 +113,13 @@ def load_images(record: Record, image_root: str | Path | None) -> list[Image.Ima
 
 
 def open_image(rel: str | Path, image_root: str | Path | None, record_id: str) -> Image.Image:
-    """One image as RGB, its path relative to ``image_root``; errors name the record."""
+    """One image as RGB (``rewards.images.to_rgb``), its path relative to ``image_root``; errors name the record."""
     path = (Path(image_root) if image_root else Path(".")) / rel
     if not path.exists():
         raise RecordError(f"record {record_id}: image {path} does not exist")
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")
+            # Oriented as a viewer shows it; 16-bit, palette, alpha and CMYK keep their picture.
+            return to_rgb(ImageOps.exif_transpose(im))
     except (UnidentifiedImageError, OSError) as err:
         raise RecordError(f"record {record_id}: image {path} cannot be read ({err})") from None

@@ -30,6 +30,7 @@ Left out: images stored inside hub rows when converting (conversion writes paths
 
 from __future__ import annotations
 
+import math
 import numbers
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
@@ -90,7 +91,7 @@ def raw_record(
     rollout: Rollout,
     image: str | list[str],
     question: str,
-    answer: str,
+    answer: str | list[str],
     num_mc: int,
     data_source: str | None = None,
     question_orig: str | None = None,
@@ -120,6 +121,36 @@ def step_label(score: float, threshold: float = 0.0) -> str:
     return "+" if score > threshold else "-"
 
 
+def mc_step_score(entry: dict[str, Any], i: int, num_mc: int | None = None) -> float:
+    """The MC score of one ``steps_with_score`` entry, checked: :class:`RecordError` says what is wrong.
+
+    A score is a finite number in [0, 1] (a NaN would otherwise become a silent ``-``); when the
+    counts are given, ``0 <= num_mc_correct <= num_mc_total``, and ``num_mc_total`` is at most the
+    record's ``num_mc_sequences``.
+    """
+    score = entry.get("score")
+    if isinstance(score, bool) or not isinstance(score, numbers.Real):
+        raise RecordError(f"step {i + 1} has no numeric 'score' (got {score!r})")
+    if not math.isfinite(score) or not 0 <= score <= 1:
+        raise RecordError(f"step {i + 1}: MC score {score!r} is not a finite number in [0, 1]")
+    correct = _count(entry, "num_mc_correct", f"step {i + 1}")
+    total = _count(entry, "num_mc_total", f"step {i + 1}")
+    if correct is not None and total is not None and correct > total:
+        raise RecordError(f"step {i + 1}: num_mc_correct {correct} is more than num_mc_total {total}")
+    if total is not None and num_mc is not None and total > num_mc:
+        raise RecordError(f"step {i + 1}: num_mc_total {total} is more than the record's num_mc_sequences {num_mc}")
+    return float(score)
+
+
+def _count(obj: dict[str, Any], key: str, where: str) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise RecordError(f"{where}: {key} must be a count (an integer >= 0), got {value!r}")
+    return int(value)
+
+
 def parse_prm_row(row: dict[str, Any], rid: str, where: str, threshold: float = 0.0) -> PRMRecord:
     """A :class:`PRMRecord` from one row of either format; :class:`RecordError` names bad ones."""
     rid = str(row["id"]) if row.get("id") is not None else rid
@@ -140,12 +171,11 @@ def parse_prm_row(row: dict[str, Any], rid: str, where: str, threshold: float = 
             if not isinstance(entries, list):
                 raise RecordError("'steps_with_score' must be a list")
             steps, labels = [], []
+            num_mc = _count(row, "num_mc_sequences", "record")
             for i, entry in enumerate(entries):
                 if not isinstance(entry, dict) or not isinstance(entry.get("step"), str):
                     raise RecordError(f"step {i + 1} has no 'step' text")
-                score = entry.get("score")
-                if isinstance(score, bool) or not isinstance(score, numbers.Real):
-                    raise RecordError(f"step {i + 1} has no numeric 'score' (got {score!r})")
+                score = mc_step_score(entry, i, num_mc)
                 steps.append(entry["step"])
                 labels.append(step_label(float(score), threshold))
             question_orig = row.get("question_orig")

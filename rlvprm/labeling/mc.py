@@ -114,7 +114,7 @@ def step_prefix(steps: Sequence[str], k: int) -> str:
 def label_prompt(
     sampler: Sampler,
     request: Request,
-    answer: str,
+    answer: str | list[str],
     record_id: str,
     settings: MCSettings,
     choices: Sequence[str] | None = None,
@@ -187,7 +187,7 @@ def _sample(sampler, requests, num_samples, settings, seed) -> list[list[Sample]
 class _Judge:
     """``outcome_reward`` against the record's answer, remembered per text (continuations repeat)."""
 
-    def __init__(self, answer: str, choices: Sequence[str] | None):
+    def __init__(self, answer: str | list[str], choices: Sequence[str] | None):
         self.answer = answer
         self.choices = choices
         self.seen: dict[str, bool] = {}

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from rewards.images import to_rgb
 from rewards.loading import load_vlm
 from rlvprm.data.jsonl import read_jsonl
 from rlvprm.models.tiny import TinySize, build_tiny_model
@@ -39,7 +40,7 @@ def load_rows(path: str | Path, image_root: str | Path | None = None, limit: int
         imgs = []
         for p in paths:
             with Image.open(root / p) as im:
-                imgs.append(im.convert("RGB"))
+                imgs.append(to_rgb(im))
         rows.append(row)
         images.append(imgs)
     return rows, images

@@ -31,8 +31,11 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from rewards.backends.base import find_markup, markup_error
 from rewards.conversation import ConversationError, parse_visualprm_conversations
+from rewards.images import to_rgb
 from rewards.likelihood import solution_steps
+from rewards.outcome import accepted_answers
 from rewards.prompt import build_prompt_messages
 from rewards.steps import join_steps
 from rlvprm.data.jsonl import RecordError, read_jsonl
@@ -62,7 +65,7 @@ class Example(NamedTuple):
 def open_images(record: PRMRecord | OutcomeRecord, image_root: str | Path | None) -> list[Image.Image]:
     """The record's images as RGB (paths are relative to ``image_root``); errors name the record."""
     return [
-        image.convert("RGB") if isinstance(image, Image.Image) else open_image(image, image_root, record.id)
+        to_rgb(image) if isinstance(image, Image.Image) else open_image(image, image_root, record.id)
         for image in record.images
     ]
 
@@ -151,11 +154,11 @@ def parse_outcome_row(row: dict[str, Any], rid: str, where: str) -> OutcomeRecor
                 outcome = bool(outcome)
             else:
                 raise RecordError(f"'outcome' must be true/false or 1/0, got {outcome!r}")
-        elif row.get("answer") is not None and str(row["answer"]).strip():
+        elif row.get("answer") is not None and any(a.strip() for a in accepted_answers(row["answer"])):
             from rewards.outcome import outcome_reward
 
             text = solution if isinstance(solution, str) else join_steps(solution)
-            outcome = outcome_reward(text, str(row["answer"]), row.get("choices")) > 0.5
+            outcome = outcome_reward(text, row["answer"], row.get("choices")) > 0.5
         else:
             raise RecordError("no outcome label: give 'outcome' (true/false) or 'answer' to check the solution against")
     except (ValueError, ConversationError) as err:  # RecordError is a ValueError
@@ -172,6 +175,29 @@ def read_outcome_records(
 ) -> Iterator[OutcomeRecord]:
     """Yield the outcome-labelled records of ``source``; with ``image_root`` images must exist there."""
     yield from checked_records(iter_rows(source, split), parse_outcome_row, image_root, skip_bad, skipped)
+
+
+def drop_markup(records: list, markers: Sequence[str], skip_bad: bool, skipped: list[dict]) -> list:
+    """``records`` without those whose text holds a special token (an error unless ``skip_bad``).
+
+    Checked on the text alone, before training starts: the collator's encoding refuses such a record
+    too (``rewards.backends.base.check_markup``), but only when its batch comes up, mid-run.
+    """
+    keep = []
+    for rec in records:
+        parts = [("the question", rec.question)]
+        steps = rec.steps if hasattr(rec, "steps") else ([rec.solution] if isinstance(rec.solution, str) else rec.solution)
+        parts += [(f"step {k}", text) for k, text in enumerate(steps, 1)]
+        found = next(((where, m) for where, text in parts if (m := find_markup(text, markers)) is not None), None)
+        if found is None:
+            keep.append(rec)
+            continue
+        reason = f"record {rec.id}: {markup_error(*found)}"
+        if not skip_bad:
+            raise RecordError(f"{reason} (use --skip-bad to skip and count such records)")
+        log.warning("skipping: %s", reason)
+        skipped.append({"id": rec.id, "reason": reason})
+    return keep
 
 
 def check_lengths(

@@ -37,7 +37,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from rlvprm.world.config import DEFAULT_FLAW_RATES, WorldConfig
-from rlvprm.world.problems import Problem, make_problem
+from rlvprm.world.problems import Problem, evaluate, make_problem
 from rlvprm.world.render import Strip, render_strip
 from rlvprm.world.solutions import Solution, make_solution, reference_solution
 from rlvprm.world.teacher import RULES, teacher_solution
@@ -91,7 +91,10 @@ def problem_from_row(row: dict) -> Problem:
     Blank cells are not written, so ``cells`` comes back as the values alone.
     """
     values = tuple(row["values"])
-    return Problem(row["id"], row["data_source"], row["form"], values, values, row["question"], int(row["answer"]))
+    # The truth is the form applied to the values: a row's answer may be edited or given as a list
+    # of accepted spellings (rewards.outcome.accepted_answers), which int() cannot read.
+    answer = evaluate(row["form"], values)[-1][3]
+    return Problem(row["id"], row["data_source"], row["form"], values, values, row["question"], answer)
 
 
 def _row(name: str, example: Example, image: str) -> dict:

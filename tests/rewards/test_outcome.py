@@ -175,3 +175,20 @@ def test_timeout_returns_false_and_the_worker_recovers(tmp_path, monkeypatch):
         assert verify_answer("y", "y^3")  # a fresh worker answers
     finally:
         slow.close()
+
+
+def test_a_reference_is_a_string_a_number_or_a_list_of_accepted_strings():
+    from rewards.outcome import accepted_answers
+
+    assert accepted_answers("31") == ["31"] and accepted_answers(31) == ["31"] and accepted_answers(31.0) == ["31"]
+    assert accepted_answers(0.5) == ["0.5"] and accepted_answers(["31", "thirty-one"]) == ["31", "thirty-one"]
+    for bad, message in [(True, "not a bool"), ({"a": 1}, "not a dict"), ([["31"]], "list inside a list"),
+                         ([], "empty list"), (float("nan"), "not a finite number"), (None, "not a NoneType")]:
+        with pytest.raises(ValueError, match=message):
+            accepted_answers(bad)
+
+
+def test_a_list_reference_accepts_any_of_its_answers():
+    assert verify_answer("thirty-one", ["31", "thirty-one"]) and verify_answer("31", ["31", "thirty-one"])
+    assert verify_answer("31.0", 31) and not verify_answer("32", ["31", "thirty-one"])
+    assert outcome_reward("So \\boxed{31}.", ["thirty-one", "31"]) == 1.0

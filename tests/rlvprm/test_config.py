@@ -62,10 +62,9 @@ def test_missing_required_and_contradiction():
         parse([Demo], ["--data", "x", "--steps", "-1"])
 
 
-def test_bad_choice_exits(capsys):
-    with pytest.raises(SystemExit):
+def test_bad_choice_is_a_config_error():
+    with pytest.raises(ConfigError, match="not one of a, b"):
         parse([Demo], ["--data", "x", "--mode", "c"])
-    assert "not one of a, b" in capsys.readouterr().err
 
 
 def test_help_documents_every_option(capsys):
@@ -100,3 +99,52 @@ def test_trl_grpo_config_passes_through(tmp_path):
     (cfg,) = parse([GRPOConfig], ["--config", str(recipe), "--num-generations", "4"])
     assert cfg.model_init_kwargs == {"dtype": "float32"} and cfg.beta == 0.04 and cfg.num_generations == 4
     assert cfg.report_to == []
+
+
+@dataclass
+class Ranged:
+    limit: int | None = field(None, min=1, help="first N")
+    batch_size: int = field(8, min=1, help="per pass")
+    top_p: float = field(1.0, min=0, max=1, help="nucleus")
+
+
+def test_integer_fields_refuse_floats_and_bools(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("steps: 2.5\ndata: x\n")
+    with pytest.raises(ConfigError, match=r"option steps: expected an integer, got 2\.5"):
+        parse([Demo], ["--config", str(recipe)])
+    recipe.write_text("steps: true\ndata: x\n")
+    with pytest.raises(ConfigError, match="expected an integer, got True"):
+        parse([Demo], ["--config", str(recipe)])
+    with pytest.raises(ConfigError, match="expected an integer, got '2.5'"):
+        parse([Demo], ["--data", "x", "--steps", "2.5"])
+    with pytest.raises(ConfigError, match="expected a finite number"):
+        parse([Demo], ["--data", "x", "--lr", "nan"])
+    recipe.write_text("sizes: [1, 2.5]\ndata: x\n")
+    with pytest.raises(ConfigError, match=r"expected an integer, got 2\.5"):
+        parse([Demo], ["--config", str(recipe)])
+
+
+def test_ranges_from_field_metadata(capsys):
+    with pytest.raises(ConfigError, match="option --limit must be >= 1, got -1"):
+        parse([Ranged], ["--limit", "-1"])
+    with pytest.raises(ConfigError, match="option --limit must be >= 1, got 0"):
+        parse([Ranged], ["--limit", "0"])
+    with pytest.raises(ConfigError, match="option --batch-size must be >= 1, got 0"):
+        parse([Ranged], ["--batch-size", "0"])
+    with pytest.raises(ConfigError, match=r"option --top-p must be <= 1, got 1\.5"):
+        parse([Ranged], ["--top-p", "1.5"])
+    (r,) = parse([Ranged], ["--limit", "none", "--batch-size", "1"])
+    assert r.limit is None and r.batch_size == 1
+    with pytest.raises(SystemExit):
+        parse([Ranged], ["--help"])
+    assert "(>= 0, <= 1)" in capsys.readouterr().out
+
+
+def test_extra_ranges_bound_fields_declared_elsewhere():
+    from trl import GRPOConfig
+
+    from rlvprm.commands.grpo import EXTRA_RANGES
+
+    with pytest.raises(ConfigError, match="per-device-train-batch-size must be >= 1, got -2"):
+        parse([GRPOConfig], ["--output-dir", "o", "--per-device-train-batch-size", "-2"], ranges=EXTRA_RANGES)

@@ -196,8 +196,11 @@ def test_over_length_names_the_conversation(ckpt):
 
 def test_image_markup_in_the_text_is_rejected(backend):
     conv = build_conversation(QUESTION, ["I see <IMG_CONTEXT> here."])
-    with pytest.raises(InputError, match="conversation 0 has 5 <IMG_CONTEXT> tokens for 4"):
+    with pytest.raises(InputError, match="step 1 contains '<IMG_CONTEXT>'"):
         backend.encode([conv], [[noise_image(28, 28, seed=7)]])
+    for marker in ("<img>", "</img>", "<|im_start|>"):
+        with pytest.raises(InputError, match=f"step 1 contains '{marker.replace('|', '[|]')}'"):
+            backend.encode([build_conversation(QUESTION, [f"x {marker} y"])], [[noise_image(28, 28, seed=7)]])
 
 
 def test_image_count_mismatch_is_rejected(backend):

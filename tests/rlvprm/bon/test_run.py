@@ -191,3 +191,19 @@ def test_sampler_logprobs_are_divided_into_steps(tiny_models):
     assert token_char_spans(tok, ids, text) == [(i, i + 1) for i in range(len(text))]
     sample = Sample(text, ids, "stop", len(ids), token_logprobs=[-1.0] * len(ids))
     assert [len(s) for s in sampled_step_logprobs(sample=sample, tokenizer=tok)] == [5, 7]
+
+
+def test_a_truncated_image_is_a_counted_skip_before_sampling(world, tmp_path):
+    from rlvprm.bon.run import Skips, load_prompts
+
+    rows = [r for _, r in read_jsonl(world)]
+    png = (world.parent / rows[1]["image"]).read_bytes()
+    (world.parent / "cut.png").write_bytes(png[: len(png) // 2])  # the header reads; the pixels do not
+    rows[1]["image"] = "cut.png"
+    data = world.parent / "cut.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(RecordError, match=r"record prompts-000001 \(line 2\): image .*cut.png cannot be read"):
+        load_prompts(config(data, tmp_path / "o"), Skips(False))
+    skips = Skips(True)
+    prompts, _ = load_prompts(config(data, tmp_path / "o"), skips)
+    assert [p.id for p in prompts] == [rows[0]["id"], rows[2]["id"]] and skips.items[0]["id"] == rows[1]["id"]

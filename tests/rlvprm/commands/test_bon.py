@@ -6,6 +6,7 @@ files, their shapes and resuming. Hand-made candidates with known winners are in
 """
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -103,14 +104,12 @@ def test_resume_after_kill_gives_identical_files(tiny_models, world, full_run, t
         monkeypatch.setattr(ResumableWriter, "write", write)
 
     kill_at(2)  # inside the first chunk of sampling: one prompt's candidates written
-    with pytest.raises(KeyboardInterrupt):
-        cli(args)
+    assert cli(args) == 130  # the interrupt ends the command with one line, as Ctrl-C would
     assert len(lines(out / "candidates.jsonl")) == 1
     with (out / "candidates.jsonl").open("a") as fh:
         fh.write('{"id": "prompts-000001", "greedy": {"te')  # the torn line a kill during a write leaves
     kill_at(4)  # sampling finishes (2 lines), then scoring dies after its first line
-    with pytest.raises(KeyboardInterrupt):
-        cli(args)
+    assert cli(args) == 130  # the interrupt ends the command with one line, as Ctrl-C would
     assert len(lines(out / "candidates.jsonl")) == 3 and len(lines(out / "scores.jsonl")) == 1
     monkeypatch.setattr(ResumableWriter, "write", real_write)
     assert cli(args) == 0
@@ -122,8 +121,39 @@ def test_resume_after_kill_gives_identical_files(tiny_models, world, full_run, t
     assert resumed["overall"] == full["overall"] and resumed["sources"] == full["sources"]
 
 
-def test_changed_sampling_settings_are_refused(tiny_models, world, full_run, tmp_path):
+def test_changed_sampling_settings_are_refused(tiny_models, world, full_run, tmp_path, capsys):
     out = tmp_path / "copy"
     shutil.copytree(full_run, out)
-    with pytest.raises(ValueError, match=r"temperature: 1\.0 -> 0\.7"):
-        cli(bon_args(tiny_models("qwen2-vl"), world, out) + ["--temperature", "0.7"])
+    assert cli(bon_args(tiny_models("qwen2-vl"), world, out) + ["--temperature", "0.7"]) == 1
+    assert re.search(r"temperature: 1\.0 -> 0\.7", capsys.readouterr().err)
+
+
+def _bon_cmd(model: str, data: Path, out: Path) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "rlvprm.cli", *bon_args(model, data, out), "--chunk-size", "1", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_models, tmp_path_factory):
+    """A world of 6 prompts and the files an uninterrupted subprocess run writes for it."""
+    import subprocess
+
+    root = tmp_path_factory.mktemp("bon-kill")
+    data = write_set(root / "world", "prompts", seed=1, num=6, progress=False)
+    subprocess.run(_bon_cmd(tiny_models("qwen2-vl"), data, root / "full"), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return data, root / "full"
+
+
+@pytest.mark.parametrize("stage", ["candidates.jsonl", "scores.jsonl"])
+def test_resume_after_kill_9_is_byte_identical(tiny_models, uninterrupted, tmp_path, kill_part_way, stage):
+    import subprocess
+
+    data, full = uninterrupted
+    cmd = _bon_cmd(tiny_models("qwen2-vl"), data, tmp_path / "killed")
+    done = kill_part_way(cmd, tmp_path / "killed" / stage, lines=2)
+    assert 0 < done < 6, "the run should have been killed part way"
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for name in ("candidates.jsonl", "scores.jsonl"):
+        assert (tmp_path / "killed" / name).read_bytes() == (full / name).read_bytes(), name

@@ -50,7 +50,7 @@ def write_scores(path, scores):
 
 
 def run(*args):
-    return cli.main(["eval-vpb", *map(str, args)])
+    return cli.main(["--debug", "eval-vpb", *map(str, args)])  # --debug: errors raise, so tests see their type
 
 
 def test_precomputed_scores_end_to_end(vpb, tmp_path, capsys):
@@ -139,10 +139,11 @@ def test_scores_file_is_checked(tmp_path):
 
 
 def test_config_needs_exactly_one_judge(vpb, tmp_path, capsys):
-    assert run("--data", vpb, "--out", tmp_path / "o") == 2
+    assert cli.main(["eval-vpb", "--data", str(vpb), "--out", str(tmp_path / "o")]) == 1
     assert "exactly one of --model" in capsys.readouterr().err
     s = write_scores(tmp_path / "s.jsonl", SCORES)
-    assert run("--data", vpb, "--out", tmp_path / "o", "--scores", s, "--model", tmp_path) == 2
+    assert cli.main(["eval-vpb", "--data", str(vpb), "--out", str(tmp_path / "o"), "--scores", str(s),
+                     "--model", str(tmp_path)]) == 1
 
 
 def test_hub_rows_are_written_with_their_images(tmp_path):

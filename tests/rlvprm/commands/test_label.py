@@ -251,3 +251,20 @@ def test_real_tiny_qwen2_vl_policy(tiny_models, tmp_path, one_thread):
     label_main(LabelConfig(data=str(data), out=str(tmp_path / "b.jsonl"), **cfg),
                sampler=_RealContinuations(real, wrapped.rollouts))
     assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+
+
+def test_resume_after_kill_9_is_byte_identical(tiny_models, tmp_path, kill_part_way):
+    import subprocess
+    import sys
+
+    data = write_data(tmp_path, n=8)
+    args = ["--policy", tiny_models("qwen2-vl"), "--data", str(data), "--num-rollouts", "2", "--num-mc", "2",
+            "--max-new-tokens", "16", "--device", "cpu", "--dtype", "float32", "--batch-size", "4",
+            "--progress", "false", "--threads", "1"]
+    cmd = lambda out: [sys.executable, "-m", "rlvprm.cli", "label", *args, "--out", str(out)]  # noqa: E731
+    full, killed = tmp_path / "full.jsonl", tmp_path / "killed.jsonl"
+    subprocess.run(cmd(full), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = kill_part_way(cmd(killed), killed, lines=3)
+    assert 0 < done < len(read(full)), "the run should have been killed part way"
+    subprocess.run(cmd(killed), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert killed.read_bytes() == full.read_bytes()

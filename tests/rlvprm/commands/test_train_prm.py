@@ -200,11 +200,11 @@ def test_stacked_scorer_is_fitted_saved_and_loaded(tiny_models, data, tmp_path):
 
 
 def test_cli_and_config_errors(tiny_models, data, tmp_path, capsys):
-    assert cli(["train-prm", "--data", "y", "--kind", "stacked"]) == 2
+    assert cli(["train-prm", "--data", "y", "--kind", "stacked"]) == 1
     assert "needs --components" in capsys.readouterr().err
-    assert cli(["train-prm", "--data", "y"]) == 2
+    assert cli(["train-prm", "--data", "y"]) == 1
     assert "needs --init" in capsys.readouterr().err
-    assert cli(["train-prm", "--init", "x", "--data", "y", "--kind", "implicit", "--aux-lm-weight", "1"]) == 2
+    assert cli(["train-prm", "--init", "x", "--data", "y", "--kind", "implicit", "--aux-lm-weight", "1"]) == 1
     assert "apply to kind 'prm'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="unknown key"):
         recipe = tmp_path / "r.yaml"

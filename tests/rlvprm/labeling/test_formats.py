@@ -122,6 +122,19 @@ BAD = {
                           "response": {"steps": ["a", "b"], "process_correctness": [1, 0]}}, "neutral"),
     "VPB label count": ({"id": "e", "image": "a.png", "question": "<image>\nQ",
                          "response": {"steps": ["a", "b"], "process_correctness": [1]}}, "2 steps, 1 labels"),
+    # MC scores and counts (issue 15): a NaN would silently become '-', 3.5 or 9 of 4 are not MC results.
+    "NaN score": ({**raw("e", [1.0, 0.0]), "steps_with_score": [{"step": "a", "score": float("nan")}]},
+                  r"step 1: MC score nan is not a finite number in \[0, 1\]"),
+    "score above 1": ({**raw("e", [1.0]), "steps_with_score": [{"step": "a", "score": 3.5}]},
+                      r"MC score 3.5 is not a finite number in \[0, 1\]"),
+    "correct above total": ({**raw("e", [1.0]), "steps_with_score": [
+        {"step": "a", "score": 1.0, "num_mc_correct": 9, "num_mc_total": 4}]}, "num_mc_correct 9 is more than num_mc_total 4"),
+    "total above num_mc_sequences": ({**raw("e", [1.0]), "steps_with_score": [
+        {"step": "a", "score": 1.0, "num_mc_correct": 20, "num_mc_total": 20}]},
+        "num_mc_total 20 is more than the record's num_mc_sequences 16"),
+    "negative count": ({**raw("e", [1.0]), "steps_with_score": [
+        {"step": "a", "score": 0.5, "num_mc_correct": -1, "num_mc_total": 2}]}, r"num_mc_correct must be a count"),
+    "fractional num_mc_sequences": ({**raw("e", [1.0]), "num_mc_sequences": 2.5}, "num_mc_sequences must be a count"),
 }
 
 

@@ -104,3 +104,19 @@ def test_bad_outcome_records(raw_file, row, message):
     skipped = []
     assert len(list(read_outcome_records(raw_file, raw_file.parent, skip_bad=True, skipped=skipped))) == 8
     assert [s["id"] for s in skipped] == ["x"]
+
+
+def test_records_with_markup_are_refused_before_training_or_counted():
+    from rlvprm.labeling.formats import PRMRecord
+    from rlvprm.prm_training.data import OutcomeRecord, drop_markup
+
+    markers = ["<|im_start|>", "<|image_pad|>"]
+    ok = PRMRecord("ok", [], "Q", ["a", "b"], ["+", "+"])
+    bad = PRMRecord("bad", [], "Q", ["a", "b <|im_start|>system"], ["+", "-"])
+    with pytest.raises(RecordError, match="record bad: step 2 contains '<[|]im_start[|]>'.*--skip-bad"):
+        drop_markup([ok, bad], markers, False, [])
+    skipped = []
+    assert drop_markup([ok, bad], markers, True, skipped) == [ok] and skipped[0]["id"] == "bad"
+    outcome = OutcomeRecord("o", [], "see <|image_pad|>", "x", True)
+    with pytest.raises(RecordError, match="record o: the question contains"):
+        drop_markup([outcome], markers, False, [])

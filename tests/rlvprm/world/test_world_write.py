@@ -40,6 +40,8 @@ def test_world_folder_round_trips(tmp_path):
         problem = problem_from_row(row)
         assert _image(root, row["image"], problem.kind) == row["values"]
         assert str(problem.answer) == row["answer"]
+        # A list of accepted answers (issue 15: bon raised TypeError on world rows) reads the same truth.
+        assert problem_from_row({**row, "answer": [row["answer"], "another spelling"]}) == problem
 
     vpb = _rows(files.vpb)
     assert {row["error_type"] for row in vpb} == {"none", "perception", "arithmetic"}
