@@ -40,15 +40,19 @@ def test_recipes_exist_for_each_setting():
 def test_cpu_recipes_build_both_configs(path, tmp_path):
     ours, trl_args = parse([DenseGRPOConfig, GRPOConfig], ["--config", str(path), "--output-dir", str(tmp_path)],
                            command="grpo")
-    assert ours.prm == "oracle" and trl_args.use_cpu and not trl_args.bf16
+    # Every CPU arm scores steps with the world's oracle, except the one whose PRM is trained on MC labels.
+    assert ours.prm == ("runs/train-prm/visual-arith" if "mc-prm" in path.name else "oracle")
+    assert trl_args.use_cpu and not trl_args.bf16
     assert ours.credit_settings().method == ours.credit
 
 
 def test_cpu_recipes_differ_only_in_credit_and_output():
-    a, b = (yaml.safe_load((ROOT / "recipes" / "grpo" / name).read_text())
-            for name in ("visual-arith-outcome.yaml", "visual-arith-process.yaml"))
-    differing = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
-    assert differing <= {"credit", "outcome_weight", "output_dir"}, differing
+    """The arms of the comparison share prompts, seed, budget and optimiser: only the credit may differ."""
+    base = yaml.safe_load((ROOT / "recipes" / "grpo" / "visual-arith-outcome.yaml").read_text())
+    for path in CPU_RECIPES:
+        other = yaml.safe_load(path.read_text())
+        differing = {k for k in base.keys() | other.keys() if base.get(k) != other.get(k)}
+        assert differing <= {"credit", "outcome_weight", "output_dir", "prm", "prm_batch_size"}, (path.name, differing)
 
 
 def test_launch_configs_load():
