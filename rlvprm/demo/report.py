@@ -15,6 +15,15 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def sft_lineage(info: dict) -> list[dict]:
+    """The training records of a policy and of those it continued (``init_info``), earliest first."""
+    out = []
+    while info:
+        out.append(info)
+        info = info.get("init_info")
+    return out[::-1]
+
+
 def plot_sft_loss(history: list[dict], path: Path) -> Path | None:
     if not history:
         return None
@@ -25,7 +34,7 @@ def plot_sft_loss(history: list[dict], path: Path) -> Path | None:
         pts = [h for h in history if h["stage"] == stage]
         ax.plot([offset + h["step"] for h in pts], [h["loss"] for h in pts], marker=".", label=f"stage: {stage}")
         offset += pts[-1]["step"]
-    ax.set_xlabel("SFT step (both stages)")
+    ax.set_xlabel("SFT step (all stages)")
     ax.set_ylabel("training loss")
     ax.set_yscale("log")
     ax.set_title("Toy policy SFT")
@@ -70,11 +79,15 @@ def write_report(run: Path, cfg, stages: dict, total_seconds: float) -> Path:
     lines.append("")
 
     info = stages["policy"]["result"]["train_info"]
-    loss_png = plot_sft_loss(info["history"], run / "sft_loss.png")
+    lineage = sft_lineage(info)
+    loss_png = plot_sft_loss([h for run_info in lineage for h in run_info["history"]], run / "sft_loss.png")
+    steps = {key: sum(r.get(key, 0) for r in lineage) for key in ("read_steps", "full_steps", "flawed_steps")}
+    rates = info.get("flaw_rates")
     lines += ["## Toy policy", "",
-              f"Tiny Qwen2-VL, {info['parameters'] / 1e6:.2f}M parameters, SFT {info['read_steps']} steps on the reading "
-              f"step then {info['full_steps']} on whole solutions (batch {info['batch_size']}, lr {info['learning_rate']}), "
-              f"{info['seconds']:.0f} s on {info['threads']} thread(s).", ""]
+              f"Tiny Qwen2-VL, {info['parameters'] / 1e6:.2f}M parameters, SFT {steps['read_steps']} steps on the reading "
+              f"step, {steps['full_steps']} on whole reference solutions, then {steps['flawed_steps']} on the flawed "
+              f"teacher's solutions (rule rates {rates}; `rlvprm/world/teacher.py`), batch {info['batch_size']}, "
+              f"{info.get('total_seconds', info['seconds']):.0f} s in all.", ""]
     if loss_png:
         lines += [f"![SFT loss]({loss_png.name})", ""]
 
