@@ -93,6 +93,11 @@ def plot_runs(summaries: list[dict], labels: list[str], path: str | Path, kind: 
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out ``fig`` and write it to ``path`` (PNG), creating the folder."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

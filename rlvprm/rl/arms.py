@@ -163,7 +163,7 @@ def plot_arms(arms: dict[str, list[dict]], result: dict, path: str | Path, smoot
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from rlvprm.plots import moving_average
+    from rlvprm.plots import moving_average, save_figure
 
     panels = [("held-out greedy accuracy", "greedy_accuracy"), ("held-out mean-sample accuracy", "sample_accuracy"),
               ("train outcome accuracy", "outcome/accuracy"), ("steps per completion", "steps/per_completion"),
@@ -189,11 +189,7 @@ def plot_arms(arms: dict[str, list[dict]], result: dict, path: str | Path, smoot
         ax.grid(alpha=0.3)
     axes[1].axhline(result["target"]["sample_accuracy"], color="grey", ls=":", lw=1)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
