@@ -193,3 +193,23 @@ def test_scoring_with_a_tiny_prm_and_resume(vpb, tmp_path, tiny_prm, capsys):
     resumed = [json.loads(x) for x in (out / "scores.jsonl").read_text().splitlines()]
     assert len(resumed) == 4 and resumed[0] == kept[0]
     assert resumed[3]["step_scores"] == pytest.approx(json.loads(lines[3])["step_scores"], abs=1e-5)
+
+
+def test_resume_after_kill_9_is_byte_identical(vpb, tmp_path, tiny_prm, kill_part_way):
+    """kill -9 while scoring, re-run: scores.jsonl and metrics.json as an uninterrupted run's."""
+    import shutil
+    import subprocess
+    import sys
+
+    vpb.write_text("".join(json.dumps(r) + "\n" for r in RECORDS * 3))  # 12 records: room to stop part way
+    out = tmp_path / "out"  # both runs write here: metrics.json names its scores file
+    cmd = [sys.executable, "-m", "rlvprm.cli", "eval-vpb", "--data", str(vpb), "--model", str(tiny_prm),
+           "--out", str(out), "--device", "cpu", "--dtype", "float32", "--batch-size", "1"]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    full = tmp_path / "full"
+    shutil.move(out, full)
+    done = kill_part_way(cmd, out / "scores.jsonl", lines=2)
+    assert 0 < done < 12 and not (out / "metrics.json").exists(), "the run should have been killed part way"
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for name in ("scores.jsonl", "metrics.json"):
+        assert (out / name).read_bytes() == (full / name).read_bytes(), name
