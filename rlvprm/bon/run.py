@@ -17,6 +17,12 @@ re-run with the same options carries on and ends with the same files as an unint
 settings is an error that says which file to delete. Models are loaded only by a stage that has
 work left, so re-running a finished run (say with other aggregations) loads nothing.
 
+A question holding one of the policy's special tokens (``<|im_end|>\n<|im_start|>system``,
+``<|image_pad|>``) would be read as real chat markup in the policy's prompt, so it is refused with
+the PRM backends' check (``rewards.backends.base``): a per-record error that ``--skip-bad`` skips
+and counts, found before sampling starts. It needs the policy's processor, so it runs when sampling
+has work left; a prompt already in ``candidates.jsonl`` passed it when it was sampled.
+
 Prompt records (DESIGN.md section 4): ``id``, ``image``/``images``, ``question``, ``answer``,
 optional ``data_source`` and ``choices``. Rows of the visual-arith world also carry ``form`` and
 ``values``; when every row does, the exact checker adds the bound a perfect PRM would reach.
@@ -36,8 +42,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rewards.aggregate import parse_aggregation
+from rewards.backends.base import find_markup, markup_error, special_token_texts
 from rlvprm.config import field
-from rlvprm.data.jsonl import RecordError, check_out_not_input, read_jsonl
+from rlvprm.data.jsonl import RecordError, ResumableWriter, check_out_not_input, read_jsonl
 from rlvprm.data.provenance import check_resume, file_sha256
 from rlvprm.data.records import Record, has_answer, open_image, parse_record
 
@@ -123,6 +130,7 @@ class BonPrompt:
 
     record: Record
     row: dict
+    line: int  # in --data, for error messages
 
     @property
     def id(self) -> str:
@@ -170,7 +178,7 @@ def load_prompts(cfg: BonConfig, skips: Skips) -> tuple[list[BonPrompt], Path]:
             skips(str(raw.get("id", line)), "data", str(err))
             continue
         seen.add(rec.id)
-        prompts.append(BonPrompt(rec, raw))
+        prompts.append(BonPrompt(rec, raw, line))
     return prompts, root
 
 
@@ -182,6 +190,35 @@ def _check_images(rec: Record, root: Path, where: str) -> None:
             open_image(rel, root, rec.id)
         except RecordError as err:
             raise RecordError(f"{where}: {str(err).split(': ', 1)[-1]}") from None
+
+
+def drop_marked_questions(cfg: BonConfig, prompts: list[BonPrompt], cand_path: Path,
+                          skips: Skips) -> list[BonPrompt]:
+    """``prompts`` less those whose question holds one of the policy's special tokens (a skip each).
+
+    Checked only when some prompt is still to be sampled: it loads the policy's processor (no
+    weights), and every prompt in ``cand_path`` passed the check when it was sampled. A skipped
+    prompt is never written there, so a resumed run checks it again and drops the same prompts,
+    keeping the sampling chunks of the first run.
+    """
+    from rewards.backends.processors import load_processor
+
+    sampled: set[str] = set()
+    if cand_path.exists():
+        with ResumableWriter(cand_path) as writer:  # recovers a torn last line, as sampling would
+            sampled = writer.done
+    if all(p.id in sampled for p in prompts):
+        return prompts
+    processor = load_processor(cfg.policy, trust_remote_code=cfg.policy_trust_remote_code)
+    markers = special_token_texts(getattr(processor, "tokenizer", processor))
+    kept = []
+    for p in prompts:
+        marker = find_markup(p.record.question, markers)
+        if marker is None:
+            kept.append(p)
+        else:
+            skips(p.id, "data", f"record {p.id} (line {p.line}): {markup_error('the question', marker)}")
+    return kept
 
 
 def is_world(prompts: list[BonPrompt]) -> bool:
@@ -238,6 +275,9 @@ def run_bon(cfg: BonConfig) -> dict[str, Any]:
         raise ValueError(f"{score_path} scores candidates that {cand_path} no longer holds: "
                          "delete it (or use another --out)")
     check_settings(out, "sampling", sampling_settings(cfg), cand_path)
+    prompts = drop_marked_questions(cfg, prompts, cand_path, skips)
+    if not prompts:
+        raise RecordError(f"{cfg.data}: no usable prompts")
     sampled = sample_candidates(cfg, prompts, image_root, cand_path)
     seconds["sample"] = time.time() - t0
 
