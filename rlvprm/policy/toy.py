@@ -28,12 +28,14 @@ from rlvprm.models.tiny import TinySize, build_tiny_model
 from rlvprm.policy.sft import SFTRow, SFTStage, train_sft
 
 
-def load_rows(path: str | Path, image_root: str | Path | None = None, limit: int | None = None):
-    """World rows of a jsonl file and their images (opened as RGB)."""
+def load_rows(path: str | Path, image_root: str | Path | None = None, limit: int | None = None, start: int = 0):
+    """World rows of a jsonl file from row ``start`` on (at most ``limit``) and their images (opened as RGB)."""
     path = Path(path)
     root = Path(image_root) if image_root else path.parent
     rows, images = [], []
-    for _, row in read_jsonl(path):
+    for index, (_, row) in enumerate(read_jsonl(path)):
+        if index < start:
+            continue  # no image opened for rows before the window
         if limit is not None and len(rows) >= limit:
             break
         paths = row["image"] if isinstance(row["image"], list) else [row["image"]]
@@ -135,8 +137,7 @@ def evaluate_toy_policy(model_dir, world_dir, start: int, num: int, k: int = 8, 
     from rlvprm.world.evaluate import evaluate_policy
 
     world_dir = Path(world_dir)
-    rows, images = load_rows(world_dir / "prompts.jsonl", world_dir, limit=start + num)
-    rows, images = rows[start:], images[start:]
+    rows, images = load_rows(world_dir / "prompts.jsonl", world_dir, limit=num, start=start)
     model, processor = load_vlm(str(model_dir))
     metrics, records = evaluate_policy(HFSampler(model, processor, progress=False), rows, images, k=k,
                                        max_new_tokens=max_new_tokens, seed=seed)
