@@ -30,13 +30,7 @@ SOLUTIONS = [
 GIVEN = ["The numbers are 3, 7 and 5.", "3 + 7 = 10.\n\nstill the same step", "The answer is \\boxed{10}."]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and the test machines share their cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,7 @@ from rlvprm.world import write_set
 AGGREGATIONS = ["mean", "min", "max", "last", "prod", "softmin:0.1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The test machine's cores are shared: one thread is several times faster there than two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

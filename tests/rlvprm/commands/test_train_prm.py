@@ -24,13 +24,7 @@ SAMPLE_VPB = Path(__file__).resolve().parents[3] / "rlvprm" / "data" / "sample" 
 QUESTION = "<image>\nWhat is the sum of the numbers in the image?"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and the test machines share their cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_data(root: Path, n: int = 8) -> Path:

@@ -13,12 +13,9 @@ QUESTION = "<image>\nWhat is the sum of the numbers in the image?"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and the test machines share their cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread_here(one_thread):
+    """Every test in this folder runs on one thread (``one_thread`` in tests/conftest.py)."""
     yield
-    torch.set_num_threads(before)
 
 
 def raw_row(i: int, scores: list[float], image: str) -> dict:
