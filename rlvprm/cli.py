@@ -53,6 +53,26 @@ def error_line(command: str, err: BaseException) -> str:
     return f"rlvprm {command}: {msg}"
 
 
+def parse_command(name: str, argv: list[str]) -> tuple[object, list]:
+    """The command's module and its configs parsed from ``argv`` (``--config RECIPE`` and overrides).
+
+    ``rlvprm demo`` runs other commands' recipes in-process through this, so a stage there is the
+    command a user would launch, with the same parsing and checks.
+    """
+    module_name, config_name, desc = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    config_cls = getattr(module, config_name)
+    configs = parse([config_cls, *getattr(module, "EXTRA_CONFIGS", ())], argv, prog=f"rlvprm {name}",
+                    description=module.__doc__ or desc, command=name, ranges=getattr(module, "EXTRA_RANGES", None))
+    return module, configs
+
+
+def run_command(name: str, argv: list[str]):
+    """Run ``rlvprm NAME ARGV...`` in this process and return what the command's ``main`` returns."""
+    module, configs = parse_command(name, argv)
+    return module.main(*configs)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("RLVPRM_DEBUG", "").lower() in ("1", "true", "yes", "on")
@@ -74,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--debug" in rest and not any(f.name == "debug" for dc in (config_cls, *extra) for f in dataclasses.fields(dc)):
         debug, rest = True, [a for a in rest if a != "--debug"]
     try:
-        configs = parse([config_cls, *extra], rest, prog=f"rlvprm {name}", description=module.__doc__ or desc, command=name,
-                        ranges=getattr(module, "EXTRA_RANGES", None))
-        module.main(*configs)
+        module.main(*parse_command(name, rest)[1])
     except KeyboardInterrupt:
         if debug:
             raise
