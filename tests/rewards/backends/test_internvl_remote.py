@@ -139,7 +139,9 @@ def test_backend_reads_its_constants_from_the_checkpoint(backend):
     assert backend.tokenizer.decode([backend.bad_id]) == "-"
 
 
-def test_prompt_layout_one_image(backend):
+def test_prompt_layout_one_image_training_prompt(ckpt):
+    # The training prompt; the checkpoint's own prompt (the default) is tested in test_internvl_prompt.py.
+    backend = InternVLRemoteBackend.from_pretrained(str(ckpt), prm_prompt="training")
     conv = build_conversation(QUESTION, ["Step one.", "Step two."])
     batch = backend.encode([conv], [[noise_image(56, 28, seed=1)]])  # 2 x 1 grid + thumbnail
     text = backend.tokenizer.decode(batch.inputs["input_ids"][0])
