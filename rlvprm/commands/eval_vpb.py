@@ -22,10 +22,10 @@ position-matched AUC per error type) and ``OUT/metrics.md`` (the table). A recor
 missing or do not match its steps stops the run with a message naming it; with ``--skip-bad`` it is
 counted and listed instead.
 
-``--data`` that is not an existing file is read as a hub dataset id with
-``datasets.load_dataset(ID, split=--hub-split)`` and written to ``OUT/data.jsonl`` (images stored
-as dataset images are saved under ``OUT/images``); that path cannot be exercised by the tests here,
-which have no hub access. Left out: the metrics themselves (``rlvprm/evaluation/vpb.py``).
+``--data`` that is not an existing file is read as a hub dataset id (``rlvprm.data.hub``: online,
+or offline from the hub cache) and its ``--hub-split`` written to ``OUT/data.jsonl`` (images stored
+as dataset images are saved under ``OUT/images``; image paths, as VisualProcessBench publishes
+them, stay relative to ``--image-root``: the folder its ``images.zip`` was extracted to). Left out: the metrics themselves (``rlvprm/evaluation/vpb.py``).
 """
 
 from __future__ import annotations
@@ -218,17 +218,10 @@ def match_scores(
 
 
 def fetch_hub_dataset(dataset_id: str, split: str, out: Path) -> Path:
-    """Load a hub dataset with ``datasets`` and write it as VisualProcessBench jsonl under ``out``.
+    """Load a hub dataset (``rlvprm.data.hub``) and write it as VisualProcessBench jsonl under ``out``."""
+    from rlvprm.data.hub import load_hub_split
 
-    Not exercised by the tests (no hub access here); :func:`write_rows` below is.
-    """
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(dataset_id, split=split)
-    except Exception as err:  # datasets raises many types; say what was tried
-        raise RecordError(f"--data {dataset_id!r} is neither an existing file nor a loadable hub dataset: {err}") from err
-    return write_rows(ds, out)
+    return write_rows(load_hub_split(dataset_id, split), out)
 
 
 def write_rows(rows: Iterable[dict[str, Any]], out: Path) -> Path:
