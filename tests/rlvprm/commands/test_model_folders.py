@@ -6,7 +6,8 @@ InternVL), the demo's SFT policy (``rlvprm.policy.toy.train_toy_policy``, what `
 ``--likelihood-feature``, ``implicit``, ``stacked``). Each policy folder loads with ``load_vlm`` (a
 real processor, not the bare tokenizer) and samples in ``rlvprm bon``; each scorer folder loads
 with ``rewards.load_scorer`` as its kind and scores in ``rlvprm score`` and ``rlvprm bon``; a policy
-is a scorer too as ``likelihood:FOLDER``. A further command joins by adding a function to ``USES``.
+is a scorer too as ``likelihood:FOLDER``. Another command (``compare``) joins with a use function in
+``USES`` and a test over the policy and scorer folders it takes.
 
 The quick tier (about 20 s) writes ``tiny-model``, a one-step ``train-prm`` and a one-step ``grpo``;
 the rest (about 40 s in all) is ``slow``.
