@@ -7,10 +7,8 @@ of the released scoring code (``generate_steps_with_soft_score_v2``) run on the 
 template object.
 """
 
-import importlib.util
 import os
 import sys
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -20,17 +18,10 @@ import torch
 from PIL import Image
 
 from rewards.backends.internvl_prompt import INTERNVL_TEMPLATES, ChatFormat
-from rewards.backends.internvl_remote import InternVLRemoteBackend
 from rewards.conversation import SYSTEM_PROMPT, build_conversation
 from rewards.prm import Group, ProcessRewardModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-_spec = importlib.util.spec_from_file_location(
-    "remote_internvl_fixture", Path(__file__).with_name("remote_internvl_fixture.py")
-)
-fixture_module = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fixture_module)
 
 TILE, TOKENS_PER_TILE = 28, 4
 QUESTION = "What is the sum of the numbers in the image?"
@@ -39,19 +30,17 @@ IMAGE = Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 56, 3), d
 BLOCK = "<img>" + "<IMG_CONTEXT>" * (3 * TOKENS_PER_TILE) + "</img>"
 
 
-def build(root, name, **kwargs) -> Path:
+@pytest.fixture(scope="module")
+def build(tmp_path_factory, remote_internvl):
+    """``build(name, **options)``: a tiny remote-code checkpoint in its own folder."""
+    root = tmp_path_factory.mktemp("remote_prompt")
     # Distinct folder names: transformers caches remote code per folder name.
-    return fixture_module.build_remote_internvl(root / name, tile=TILE, **kwargs)
+    return lambda name, **kwargs: remote_internvl(root / name, tile=TILE, **kwargs)
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return tmp_path_factory.mktemp("remote_prompt")
-
-
-@pytest.fixture(scope="module")
-def own_template(root):
-    return build(root, "prompt_own_template")
+def own_template(build):
+    return build("prompt_own_template")
 
 
 def load(path, **kwargs) -> ProcessRewardModel:
@@ -85,31 +74,31 @@ def test_training_prompt_on_request(own_template):
     assert prm.prompt_info["prm_prompt"] == "training" and prm.prompt_info["system_message"] is None
 
 
-def test_config_system_message_wins_over_the_template_default(root):
-    prm = load(build(root, "prompt_config_system", system_message="Judge each step."))
+def test_config_system_message_wins_over_the_template_default(build):
+    prm = load(build("prompt_config_system", system_message="Judge each step."))
     assert prompt_text(prm, ["Step one.", "Step two."]).startswith("<|im_start|>system\nJudge each step.<|im_end|>\n")
     assert prm.prompt_info["system_message_from"] == "config.system_message"
 
 
-def test_template_fields_come_from_the_checkpoints_code(root):
+def test_template_fields_come_from_the_checkpoints_code(build):
     # tiny-chatml exists only in the checkpoint's conversation.py: its system message, and a
     # separator without the newline that internvl2_5 writes.
-    prm = load(build(root, "prompt_tiny_chatml", template="tiny-chatml"))
+    prm = load(build("prompt_tiny_chatml", template="tiny-chatml"))
     assert prompt_text(prm, ["Step one.", "Step two."]) == (
         "<|im_start|>system\nYou are a tiny test model.<|im_end|>" + body("<|im_end|>"))
 
 
-def test_without_its_own_code_internvls_template_is_used(root):
-    prm = load(build(root, "prompt_no_code", ship_template=False))
+def test_without_its_own_code_internvls_template_is_used(build):
+    prm = load(build("prompt_no_code", ship_template=False))
     assert prompt_text(prm, ["Step one.", "Step two."]) == (
         f"<|im_start|>system\n{INTERNVL_SYSTEM}<|im_end|>\n" + body("<|im_end|>\n"))
     assert prm.prompt_info["template_from"].startswith("InternVL's conversation.py")
 
 
-def test_unknown_or_unsupported_templates_are_refused(root):
+def test_unknown_or_unsupported_templates_are_refused(build):
     with pytest.raises(ValueError, match="template 'mystery' is neither .* prm_prompt='training'"):
-        load(build(root, "prompt_unknown", template="mystery", ship_template=False))
-    path = build(root, "prompt_other_style", template="tiny-chatml-style")
+        load(build("prompt_unknown", template="mystery", ship_template=False))
+    path = build("prompt_other_style", template="tiny-chatml-style")
     with pytest.raises(ValueError, match="separator style 'CHATML'.*prm_prompt='training'"):
         load(path)
     assert load(path, prm_prompt="training").prompt_info["prm_prompt"] == "training"

@@ -140,21 +140,11 @@ def test_config_validation():
         ScoreConfig(model="m", data="d", out="o", aggregate="median")
 
 
-def _remote_internvl(path: Path) -> Path:
-    import importlib.util
-
-    fixture = Path(__file__).parents[2] / "rewards" / "backends" / "remote_internvl_fixture.py"
-    spec = importlib.util.spec_from_file_location("remote_internvl_fixture", fixture)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_remote_internvl(path, tile=28)
-
-
-def test_the_prompt_choice_is_recorded_beside_the_scores(tmp_path):
+def test_the_prompt_choice_is_recorded_beside_the_scores(tmp_path, remote_internvl):
     from rlvprm.data.provenance import RunMismatch
 
     data = write_data(tmp_path, n=2)
-    ckpt = _remote_internvl(tmp_path / "score_remote_prompt")
+    ckpt = remote_internvl(tmp_path / "score_remote_prompt", tile=28)
     runs = {}
     for prompt in ("checkpoint", "training"):
         out = tmp_path / f"{prompt}.jsonl"
