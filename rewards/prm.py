@@ -100,6 +100,7 @@ class ProcessRewardModel:
         max_length: int | None = None,
         revision: str | None = None,
         token: str | bool | None = None,
+        prm_prompt: str = "checkpoint",
         **kwargs,
     ) -> "ProcessRewardModel":
         """Load a PRM from a local folder or hub id.
@@ -109,10 +110,18 @@ class ProcessRewardModel:
         the folder or fetched from the hub like the weights. ``backend``: ``hf`` (transformers Auto
         classes), ``internvl-remote`` (the released VisualPRM checkpoints' remote-code format; needs
         ``trust_remote_code=True``) or ``auto``. ``revision`` and ``token``: as in
-        ``from_pretrained``, for a hub id.
+        ``from_pretrained``, for a hub id. ``prm_prompt``: ``checkpoint`` (the prompt the checkpoint's
+        own code writes) or ``training`` (VisualPRM400K's training prompt); they differ only for the
+        released checkpoints' remote-code format (``rewards.backends.internvl_prompt``): the hf
+        backend is the format rlvprm's own training writes, whose checkpoint prompt is the training
+        prompt. The choice is logged and kept in :attr:`prompt_info`.
         Remaining keyword arguments go to :class:`ProcessRewardModel` (``max_steps``,
         ``aggregation``, ``batch_size``, ``orm``, ``step_split``).
         """
+        from rewards.backends.internvl_prompt import PRM_PROMPTS
+
+        if prm_prompt not in PRM_PROMPTS:
+            raise ValueError(f"unknown prm_prompt {prm_prompt!r}; use one of {', '.join(PRM_PROMPTS)}")
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         hub = {"revision": revision, "token": token}
@@ -125,6 +134,7 @@ class ProcessRewardModel:
 
             model, processor = load_vlm(path_or_id, dtype=dt, device=dev, trust_remote_code=trust_remote_code, **hub)
             be = HFBackend(model, processor, max_length=max_length, feature=feature)
+            be.prompt_info = hf_prompt_info(prm_prompt)
         elif backend == "internvl-remote":
             if feature is not None:
                 raise ValueError(
@@ -137,10 +147,18 @@ class ProcessRewardModel:
                 )
             from rewards.backends.internvl_remote import InternVLRemoteBackend
 
-            be = InternVLRemoteBackend.from_pretrained(path_or_id, dtype=dt, device=dev, max_length=max_length, **hub)
+            be = InternVLRemoteBackend.from_pretrained(path_or_id, dtype=dt, device=dev, max_length=max_length,
+                                                       prm_prompt=prm_prompt, **hub)
         else:
             raise ValueError(f"unknown backend {backend!r}; use 'hf', 'internvl-remote' or 'auto'")
-        return cls(be, **kwargs)
+        prm = cls(be, **kwargs)
+        log.info("PRM %s (%s backend) scores with prompt %s", path_or_id, backend, prm.prompt_info)
+        return prm
+
+    @property
+    def prompt_info(self) -> dict:
+        """Which prompt the backend writes: the ``prm_prompt`` choice, template and system message source."""
+        return dict(getattr(self.backend, "prompt_info", None) or hf_prompt_info("checkpoint"))
 
     def split(self, solution: str | Sequence[str]) -> list[Step]:
         """The steps this PRM scores (ORM mode: the whole solution as one step).
@@ -205,6 +223,13 @@ class ProcessRewardModel:
                 for row, i in enumerate(idx):
                     probs[i] = p[row, : items[i][0].num_steps].tolist()
         return probs
+
+
+def hf_prompt_info(prm_prompt: str) -> dict:
+    """The hf backend's prompt: the processor's chat template with the PRM system prompt, whichever
+    ``prm_prompt`` is chosen (for rlvprm's own PRMs the checkpoint's prompt is the training prompt)."""
+    return {"prm_prompt": prm_prompt, "template": "the processor's chat template", "template_from": "the checkpoint",
+            "system_message_from": "the PRM system prompt (rewards.conversation.SYSTEM_PROMPT)", "system_message": None}
 
 
 def given_steps(steps: Sequence[str]) -> list[Step]:

@@ -36,6 +36,9 @@ def load_scorer(path_or_id: str, *, orm: bool = False, revision: str | None = No
     unset (they score in the policy prompt format or through their components); ``trust_remote_code``,
     ``dtype``, ``device``, ``max_steps``, ``aggregation``, ``batch_size`` pass through.
     ``orm=True`` scores each whole response as one step (not for a stacked scorer).
+    ``prm_prompt`` (``checkpoint`` or ``training``, ``rewards.backends.internvl_prompt``) applies to
+    a PRM and to the PRM components of a stacked scorer; implicit PRMs and policy likelihoods score
+    in the policy's own prompt format and ignore it. :func:`prompt_info` says what was used.
     """
     hub = {"revision": revision, "token": token}
     if path_or_id.startswith(LIKELIHOOD_PREFIX):
@@ -43,10 +46,11 @@ def load_scorer(path_or_id: str, *, orm: bool = False, revision: str | None = No
         return PolicyLikelihoodScorer.from_pretrained(path_or_id[len(LIKELIHOOD_PREFIX):], orm=orm, **hub, **kwargs)
 
     if find_scorer_file(path_or_id, STACKED_CONFIG, **hub) is not None:
+        prm_prompt = kwargs.get("prm_prompt", "checkpoint")
         _drop_prm_options(kwargs, f"{path_or_id} is a stacked scorer, which")
         if orm:
             raise ValueError(f"{path_or_id} is a stacked scorer, which has no ORM mode")
-        return load_stacked(path_or_id, **hub, **kwargs)
+        return load_stacked(path_or_id, prm_prompt=prm_prompt, **hub, **kwargs)
     if find_scorer_file(path_or_id, IMPLICIT_CONFIG, **hub) is not None:
         _drop_prm_options(kwargs, f"{path_or_id} is an implicit PRM, which")
         return ImplicitPRM.from_pretrained(path_or_id, orm=orm, **hub, **kwargs)
@@ -64,19 +68,20 @@ def load_scorer(path_or_id: str, *, orm: bool = False, revision: str | None = No
 def _drop_prm_options(kwargs: dict, what: str) -> None:
     """Remove the options only a ``ProcessRewardModel`` has; a set ``max_length`` is an error."""
     kwargs.pop("backend", None)
+    kwargs.pop("prm_prompt", None)
     if kwargs.pop("max_length", None) is not None:
         raise ValueError(f"{what} has no max_length option; leave it unset")
 
 
 def load_stacked(path_or_id: str, *, device="auto", dtype="auto", trust_remote_code: bool = False, batch_size: int = 8,
                  max_steps: int | None = None, aggregation: str | None = None, revision: str | None = None,
-                 token: str | bool | None = None) -> StackedScorer:
+                 token: str | bool | None = None, prm_prompt: str = "checkpoint") -> StackedScorer:
     """The stacked scorer ``rlvprm train-prm --kind stacked`` wrote (its ``stacked_scorer.json``)."""
     path = find_scorer_file(path_or_id, STACKED_CONFIG, required=True, revision=revision, token=token,
                             needed_for="a stacked scorer")
     info = json.loads(path.read_text())
     comps = [load_component(c, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
-                            batch_size=batch_size, max_steps=max_steps) for c in info["components"]]
+                            batch_size=batch_size, max_steps=max_steps, prm_prompt=prm_prompt) for c in info["components"]]
     return StackedScorer(comps, info["weights"], info["bias"], aggregation or info.get("aggregation", "min"),
                          names=[c["name"] for c in info["components"]])
 
@@ -92,6 +97,7 @@ def load_component(spec: dict, **kwargs):
     kind = spec.get("kind")
     hub = {"revision": spec.get("revision")}
     if kind == "likelihood":
+        kwargs.pop("prm_prompt", None)
         return PolicyLikelihoodScorer.from_pretrained(
             spec["path"], kind=spec.get("score", "step_prob"), running_min=spec.get("running_min", True),
             device=kwargs["device"], dtype=kwargs["dtype"], trust_remote_code=kwargs["trust_remote_code"],
@@ -100,3 +106,17 @@ def load_component(spec: dict, **kwargs):
     if kind == "scorer":
         return load_scorer(spec["path"], **hub, **kwargs)
     raise ValueError(f"unknown component kind {kind!r} in {STACKED_CONFIG}; use 'scorer' or 'likelihood'")
+
+
+def prompt_info(scorer) -> dict:
+    """The prompt a loaded scorer writes, for a scores file's metadata.
+
+    A PRM: its ``prompt_info`` (the ``prm_prompt`` choice, template, system message source); a
+    stacked scorer: one entry per component; an implicit PRM or a policy likelihood: the policy's
+    own prompt, to which ``prm_prompt`` does not apply.
+    """
+    if isinstance(scorer, StackedScorer):
+        return {"stacked": {name: prompt_info(c) for name, c in zip(scorer.names, scorer.components)}}
+    if isinstance(scorer, ProcessRewardModel):
+        return scorer.prompt_info
+    return {"prm_prompt": None, "template": "the policy's own prompt", "template_from": type(scorer).__name__}

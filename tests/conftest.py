@@ -39,6 +39,20 @@ def tiny_models(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="session")
+def remote_internvl():
+    """``build_remote_internvl`` of ``tests/rewards/backends/remote_internvl_fixture.py``: a tiny
+    InternVL remote-code checkpoint writer (loaded by path: the tests are not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent / "rewards" / "backends" / "remote_internvl_fixture.py"
+    spec = importlib.util.spec_from_file_location("remote_internvl_fixture", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_remote_internvl
+
+
 @pytest.fixture(params=ARCHES)
 def arch(request):
     return request.param

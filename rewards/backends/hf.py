@@ -47,6 +47,9 @@ def assistant_header(processor) -> str:
 class HFBackend:
     """Score with a transformers model and its processor."""
 
+    # Set by ProcessRewardModel.from_pretrained: which prompt choice this backend was loaded with.
+    prompt_info: dict | None = None
+
     def __init__(self, model, processor, max_length: int | None = None, feature: LikelihoodFeature | None = None):
         self.model = model
         self.processor = processor

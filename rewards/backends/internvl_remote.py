@@ -10,10 +10,12 @@ The model has no processor; its input format (DESIGN.md section 9) is built here
   the real model, read from the config) whose aspect ratio is closest to the image's, with 1 to
   ``max_num`` (12) tiles, cuts the tiles row-major and appends an ``S x S`` thumbnail of the whole
   image when there is more than one tile; ImageNet mean/std normalisation. Pure PIL + numpy.
-- **Prompt**: :func:`render_prompt` writes InternVL's ChatML template,
-  ``<|im_start|>{role}\\n{content}<|im_end|>\\n`` per turn, each image slot becoming ``<img>`` +
-  ``<IMG_CONTEXT>`` x (``num_image_token`` x tiles of that image) + ``</img>``. The prompt is
-  tokenised as one string with the tokenizer's default special tokens, as InternVL's ``chat()`` does.
+- **Prompt**: :func:`render_prompt` writes the conversation in the format ``prm_prompt`` chooses
+  (``rewards.backends.internvl_prompt``): by default the checkpoint's own template and system
+  message, as its scoring code writes them; or the training prompt. Each image slot becomes
+  ``<img>`` + ``<IMG_CONTEXT>`` x (``num_image_token`` x tiles of that image) + ``</img>``. The
+  prompt is tokenised as one string with the tokenizer's default special tokens, as InternVL's
+  ``chat()`` does.
 - **Forward**: ``model(pixel_values, input_ids, attention_mask, image_flags)`` with one flag per
   tile; the ``+``/``-`` logits are read at the token before each assistant placeholder. The remote
   forward always runs the vision tower on ``pixel_values`` (it has no text-only branch), so a batch
@@ -60,6 +62,7 @@ from rewards.backends.base import (
     pad_right,
     special_token_texts,
 )
+from rewards.backends.internvl_prompt import ChatFormat, prompt_format, training_format
 from rewards.conversation import Conversation, ImageSlot
 from rewards.images import to_rgb
 
@@ -68,9 +71,6 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
-ASSISTANT_HEADER = "<|im_start|>assistant\n"
-# InternVL conversation templates that render turns as ChatML (what render_prompt writes).
-CHATML_TEMPLATES = {"internvl2_5", "internlm2-chat", "Hermes-2"}
 
 
 def choose_grid(width: int, height: int, tile: int, min_num: int = 1, max_num: int = 12) -> tuple[int, int]:
@@ -126,9 +126,13 @@ def image_slots(conv: Conversation) -> list[int]:
     return [s.index for t in conv.turns for s in t.segments if isinstance(s, ImageSlot)]
 
 
-def render_prompt(conv: Conversation, tiles_per_image: Sequence[int], num_image_token: int) -> str:
-    """The conversation in InternVL's ChatML format, image ``k`` as ``tiles_per_image[k]`` tiles."""
-    out = []
+def render_prompt(
+    conv: Conversation, tiles_per_image: Sequence[int], num_image_token: int, chat: ChatFormat | None = None
+) -> str:
+    """The conversation as one prompt string in ``chat``'s format (default: the training format),
+    image ``k`` as ``tiles_per_image[k]`` tiles."""
+    chat = chat or training_format()
+    system, turns = "", []
     for turn in conv.turns:
         content = "".join(
             IMG_START + IMG_CONTEXT * (num_image_token * tiles_per_image[s.index]) + IMG_END
@@ -136,8 +140,11 @@ def render_prompt(conv: Conversation, tiles_per_image: Sequence[int], num_image_
             else s
             for s in turn.segments
         )
-        out.append(f"<|im_start|>{turn.role}\n{content}<|im_end|>\n")
-    return "".join(out)
+        if turn.role == "system":
+            system = content
+        else:
+            turns.append((turn.role, content))
+    return chat.render(system, turns)
 
 
 def _config_tile_size(config) -> int:
@@ -166,7 +173,10 @@ class InternVLRemoteBackend:
         max_length: int | None = None,
         max_num: int = 12,
         use_thumbnail: bool | None = None,
+        prm_prompt: str = "checkpoint",
     ):
+        """``prm_prompt``: ``checkpoint`` (the prompt the checkpoint's own code writes) or ``training``
+        (the prompt VisualPRM400K was trained with); ``rewards.backends.internvl_prompt``."""
         self.model = model
         self.tokenizer = tokenizer
         # No max_length: the model's own context is the limit, so an over-long record is an error.
@@ -178,15 +188,11 @@ class InternVLRemoteBackend:
         self.tile = _config_tile_size(config)
         self.use_thumbnail = getattr(config, "use_thumbnail", True) if use_thumbnail is None else use_thumbnail
         self.num_image_token = int(model.num_image_token)
-        template = getattr(config, "template", None)
-        if template is not None and template not in CHATML_TEMPLATES:
-            log.warning(
-                "config template %r is not one of InternVL's ChatML templates; prompts are written as ChatML", template
-            )
+        self.chat = prompt_format(model, prm_prompt)
         self.img_context_id = tokenizer.convert_tokens_to_ids(IMG_CONTEXT)
         if self.img_context_id is None or self.img_context_id == tokenizer.unk_token_id:
             raise ValueError(f"the tokenizer has no {IMG_CONTEXT} token")
-        self.header_ids, self.good_id, self.bad_id = answer_token_ids(tokenizer, ASSISTANT_HEADER)
+        self.header_ids, self.good_id, self.bad_id = answer_token_ids(tokenizer, self.chat.assistant_header)
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (tokenizer.eos_token_id or 0)
 
@@ -200,6 +206,7 @@ class InternVLRemoteBackend:
         max_num: int = 12,
         revision: str | None = None,
         token: str | bool | None = None,
+        prm_prompt: str = "checkpoint",
     ) -> "InternVLRemoteBackend":
         """Load the checkpoint's own model code and tokenizer (runs remote code), in eval mode."""
         from transformers import AutoModel, AutoTokenizer
@@ -210,7 +217,12 @@ class InternVLRemoteBackend:
         model = AutoModel.from_pretrained(path_or_id, trust_remote_code=True, dtype=dtype, **hub)
         model.to(device).eval()
         tokenizer = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=True, use_fast=False, **hub)
-        return cls(model, tokenizer, max_length=max_length, max_num=max_num)
+        return cls(model, tokenizer, max_length=max_length, max_num=max_num, prm_prompt=prm_prompt)
+
+    @property
+    def prompt_info(self) -> dict:
+        """Which prompt this backend writes (recorded in every scores file's metadata)."""
+        return self.chat.describe()
 
     @property
     def device(self) -> torch.device:
@@ -239,7 +251,7 @@ class InternVLRemoteBackend:
             if sorted(slots) != list(range(len(imgs))):
                 raise InputError(f"conversation {i} has image slots {slots} but {len(imgs)} image(s)")
             pix = {k: self.tile_image(img) for k, img in enumerate(imgs)}
-            text = render_prompt(conv, [pix[k].shape[0] for k in range(len(imgs))], self.num_image_token)
+            text = render_prompt(conv, [pix[k].shape[0] for k in range(len(imgs))], self.num_image_token, self.chat)
             ids = list(self.tokenizer(text)["input_ids"])
             if self.max_length is not None and len(ids) > self.max_length:
                 raise InputError(f"conversation {i} has {len(ids)} tokens, over max_length={self.max_length}")

@@ -78,6 +78,7 @@ class BonConfig:
     likelihood_score: Literal["step_prob", "mean_token_prob", "min_token_prob"] = field(
         "step_prob", help="--prm likelihood: a step's score before the running minimum")
     prm_backend: Literal["auto", "hf", "internvl-remote"] = field("auto", help="format of the PRM and ORM")
+    prm_prompt: Literal["checkpoint", "training"] = field("checkpoint", help="PRM and ORM: " + "the released checkpoints' prompt: 'checkpoint' (what their own code writes: the config's template and system message) or 'training' (the PRM prompt they were trained with); rlvprm's own PRMs use the same prompt either way")
     trust_remote_code: bool = field(False, help="let the PRM's and ORM's own code run (VisualPRM-8B needs it)")
     policy_trust_remote_code: bool = field(False, help="let the policy checkpoint's own code run")
     max_steps: int | None = field(None, min=1, help="merge a candidate's steps evenly down to at most this many")
@@ -240,6 +241,7 @@ def scoring_settings(cfg: BonConfig) -> dict[str, Any]:
         out["likelihood_score"] = cfg.likelihood_score
     else:
         out["prm_backend"] = cfg.prm_backend
+        out["prm_prompt"] = cfg.prm_prompt
     return out
 
 

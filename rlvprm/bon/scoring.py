@@ -28,9 +28,10 @@ from tqdm.auto import tqdm
 
 from rewards.backends.base import InputError
 from rewards.prm import Group
-from rewards.scorers import load_scorer
+from rewards.scorers import load_scorer, prompt_info
 from rlvprm.bon.candidates import chunks
 from rlvprm.data.jsonl import RecordError, ResumableWriter, read_jsonl
+from rlvprm.data.provenance import record_info
 from rlvprm.data.records import load_images
 from rlvprm.policy_likelihood import StepLogprobs, likelihood_step_scores
 
@@ -68,6 +69,9 @@ def score_candidates(
         return 0
     prm = None if cfg.prm == "likelihood" else _load(cfg, cfg.prm, orm=False)
     orm = _load(cfg, cfg.orm, orm=True) if cfg.orm else None
+    # The prompt each model writes, beside the scoring settings in run.json (None: not a PRM prompt).
+    record_info(path.parent / "run.json", prompt={"prm": prompt_info(prm) if prm is not None else None,
+                                                  "orm": prompt_info(orm) if orm is not None else None})
     bar = tqdm(total=len(todo), desc="score", unit="prompt")
     try:
         for _, chunk in chunks(todo, cfg.chunk_size):
@@ -99,7 +103,8 @@ def score_candidates(
 
 def _load(cfg: "BonConfig", path: str, orm: bool):
     return load_scorer(
-        path, backend=cfg.prm_backend, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code,
+        path, backend=cfg.prm_backend, prm_prompt=cfg.prm_prompt, dtype=cfg.dtype, device=cfg.device,
+        trust_remote_code=cfg.trust_remote_code,
         max_length=cfg.max_length, max_steps=cfg.max_steps, batch_size=cfg.prm_batch_size, orm=orm,
     )
 

@@ -22,10 +22,10 @@ position-matched AUC per error type) and ``OUT/metrics.md`` (the table). A recor
 missing or do not match its steps stops the run with a message naming it; with ``--skip-bad`` it is
 counted and listed instead.
 
-``--data`` that is not an existing file is read as a hub dataset id with
-``datasets.load_dataset(ID, split=--hub-split)`` and written to ``OUT/data.jsonl`` (images stored
-as dataset images are saved under ``OUT/images``); that path cannot be exercised by the tests here,
-which have no hub access. Left out: the metrics themselves (``rlvprm/evaluation/vpb.py``).
+``--data`` that is not an existing file is read as a hub dataset id (``rlvprm.data.hub``: online,
+or offline from the hub cache) and its ``--hub-split`` written to ``OUT/data.jsonl`` (images stored
+as dataset images are saved under ``OUT/images``; image paths, as VisualProcessBench publishes
+them, stay relative to ``--image-root``: the folder its ``images.zip`` was extracted to). Left out: the metrics themselves (``rlvprm/evaluation/vpb.py``).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ class EvalVPBConfig:
     skip_bad: bool = field(False, help="count and list records without matching scores instead of stopping")
     batch_size: int = field(8, min=1, help="--model only: solutions per forward pass")
     backend: Literal["auto", "hf", "internvl-remote"] = field("auto", help="--model only: model format")
+    prm_prompt: Literal["checkpoint", "training"] = field("checkpoint", help="--model only: " + "the released checkpoints' prompt: 'checkpoint' (what their own code writes: the config's template and system message) or 'training' (the PRM prompt they were trained with); rlvprm's own PRMs use the same prompt either way")
     dtype: str = field("auto", help="--model only: float32, bfloat16, float16 or auto")
     device: str = field("auto", help="--model only: cpu, cuda, cuda:N or auto")
     trust_remote_code: bool = field(False, help="--model only: allow the checkpoint's own code (VisualPRM-8B needs it)")
@@ -94,7 +95,7 @@ def main(cfg: EvalVPBConfig) -> dict[str, Any]:
         scores_path = out / "scores.jsonl"
         score_main(ScoreConfig(
             model=cfg.model, data=str(data_path), out=str(scores_path), image_root=image_root,
-            batch_size=cfg.batch_size, backend=cfg.backend, dtype=cfg.dtype, device=cfg.device,
+            batch_size=cfg.batch_size, backend=cfg.backend, prm_prompt=cfg.prm_prompt, dtype=cfg.dtype, device=cfg.device,
             trust_remote_code=cfg.trust_remote_code, max_length=cfg.max_length, skip_bad=cfg.skip_bad,
         ))
     else:
@@ -112,7 +113,8 @@ def main(cfg: EvalVPBConfig) -> dict[str, Any]:
         metrics["error_types"] = position_matched_auc_by_type(records, [types.get(r.id) for r in records])
     report = {
         "data": cfg.data,
-        "judge": {"model": cfg.model} if cfg.model is not None else {"scores": cfg.scores},
+        "judge": {"model": cfg.model, "prompt": scores_prompt(scores_path)} if cfg.model is not None
+        else {"scores": cfg.scores},
         "scores_file": str(scores_path),
         "n_skipped": len(skipped),
         "skipped": skipped,
@@ -129,6 +131,14 @@ def main(cfg: EvalVPBConfig) -> dict[str, Any]:
         print(f"eval-vpb: TUNED ON THE TEST DATA (not a result): best threshold {tuned['threshold']:.6g} gives "
               f"macro-F1 {_fmt(tuned['macro_f1'])} pooled, {_fmt(tuned['step_weighted_macro_f1'])} step-weighted")
     return report
+
+
+def scores_prompt(scores_path: Path) -> dict | None:
+    """The prompt info ``rlvprm score`` recorded beside ``scores_path`` (its ``.run.json``)."""
+    from rlvprm.commands.score import run_path
+
+    meta = run_path(scores_path)
+    return json.loads(meta.read_text()).get("info", {}).get("prompt") if meta.exists() else None
 
 
 def _fmt(x: float | None) -> str:
@@ -208,17 +218,10 @@ def match_scores(
 
 
 def fetch_hub_dataset(dataset_id: str, split: str, out: Path) -> Path:
-    """Load a hub dataset with ``datasets`` and write it as VisualProcessBench jsonl under ``out``.
+    """Load a hub dataset (``rlvprm.data.hub``) and write it as VisualProcessBench jsonl under ``out``."""
+    from rlvprm.data.hub import load_hub_split
 
-    Not exercised by the tests (no hub access here); :func:`write_rows` below is.
-    """
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(dataset_id, split=split)
-    except Exception as err:  # datasets raises many types; say what was tried
-        raise RecordError(f"--data {dataset_id!r} is neither an existing file nor a loadable hub dataset: {err}") from err
-    return write_rows(ds, out)
+    return write_rows(load_hub_split(dataset_id, split), out)
 
 
 def write_rows(rows: Iterable[dict[str, Any]], out: Path) -> Path:

@@ -65,6 +65,7 @@ class DenseGRPOConfig:
     ps_grpo_drop_threshold: float = field(0.3, help="ps_grpo: a PRM score drop between steps larger than this is a flaw")
     ps_grpo_penalty: float = field(0.5, help="ps_grpo: reward taken off a correct answer with a flawed process")
     prm_backend: Literal["auto", "hf", "internvl-remote"] = field("auto", help="PRM format")
+    prm_prompt: Literal["checkpoint", "training"] = field("checkpoint", help="the released checkpoints' prompt: 'checkpoint' (what their own code writes: the config's template and system message) or 'training' (the PRM prompt they were trained with); rlvprm's own PRMs use the same prompt either way")
     prm_dtype: str = field("auto", help="PRM dtype: float32, bfloat16, float16 or auto (bf16 on GPUs that have it)")
     prm_batch_size: int = field(8, min=1, help="PRM conversations per forward pass (ZeRO-3: all of a process's at once)")
     prm_max_steps: int | None = field(None, min=1, help="merge a completion's steps evenly down to this many for the PRM")
@@ -145,6 +146,13 @@ def heldout_rows(cfg: DenseGRPOConfig) -> tuple[list[dict], list[list]]:
     return rows, images
 
 
+def _prompt_info(scorer) -> dict | None:
+    """Which prompt the PRM writes (``rewards.scorers.prompt_info``); None for the oracle."""
+    from rewards.scorers import prompt_info
+
+    return prompt_info(scorer.prm) if hasattr(scorer, "prm") else None
+
+
 def main(cfg: DenseGRPOConfig, args: GRPOConfig) -> dict:
     from rewards.backends.processors import load_processor
     from rlvprm.rl.data import load_prompt_dataset
@@ -158,7 +166,7 @@ def main(cfg: DenseGRPOConfig, args: GRPOConfig) -> dict:
     processor = load_processor(cfg.policy, trust_remote_code=args.trust_remote_code)
     processor.tokenizer.padding_side = "left"
     scorer = load_scorer(
-        cfg.prm, backend=cfg.prm_backend, dtype=cfg.prm_dtype, max_steps=cfg.prm_max_steps,
+        cfg.prm, backend=cfg.prm_backend, prm_prompt=cfg.prm_prompt, dtype=cfg.prm_dtype, max_steps=cfg.prm_max_steps,
         aggregation=cfg.prm_aggregation, batch_size=cfg.prm_batch_size, max_length=cfg.prm_max_length,
         trust_remote_code=cfg.prm_trust_remote_code, device=str(args.device),
     )
@@ -187,6 +195,7 @@ def main(cfg: DenseGRPOConfig, args: GRPOConfig) -> dict:
         "config": dataclasses.asdict(cfg),
         "grpo": {k: v for k, v in args.to_dict().items() if isinstance(v, (int, float, str, bool, type(None)))},
         "train": result.metrics,
+        "prm_prompt": _prompt_info(scorer),
         "heldout": heldout.history if heldout else [],
         "last_log": next((h for h in reversed(trainer.state.log_history) if "loss" in h), {}),
         "log_history": trainer.state.log_history,

@@ -27,7 +27,7 @@ them or a hub dataset id, become VisualPRM400K conversation records (``id``, ``i
 ``conversations``): a step is ``+`` iff its score is above ``--threshold`` (default 0.0). Bad records
 (no steps, mismatched turns, non-numeric scores, image counts that do not match the question) stop
 the run or, with ``--skip-bad``, are counted and listed; with ``--image-root`` every image must exist
-under it. Hub loading is real but untested here (no hub access).
+under it. A hub id loads through ``rlvprm.data.hub`` (online, or offline from the cache).
 
 Left out: batching across records (see ``rlvprm.labeling.mc``), and launching the shards: start one
 process per GPU yourself (``CUDA_VISIBLE_DEVICES=i rlvprm label ... --shard i``).

@@ -23,7 +23,7 @@ from rewards.aggregate import parse_aggregation
 from rewards.backends.base import InputError
 from rewards.conversation import ConversationError
 from rewards.prm import Group
-from rewards.scorers import load_scorer
+from rewards.scorers import load_scorer, prompt_info
 from rlvprm.config import field
 from rlvprm.data.jsonl import (
     RecordError,
@@ -33,7 +33,7 @@ from rlvprm.data.jsonl import (
     read_jsonl,
     record_id,
 )
-from rlvprm.data.provenance import check_resume, file_sha256
+from rlvprm.data.provenance import check_resume, file_sha256, record_info
 from rlvprm.data.records import Record, load_images, parse_record
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class ScoreConfig:
     batch_size: int = field(8, min=1, help="solutions per forward pass")
     orm: bool = field(False, help="ORM mode: score the whole response as one step")
     backend: Literal["auto", "hf", "internvl-remote"] = field("auto", help="model format")
+    prm_prompt: Literal["checkpoint", "training"] = field("checkpoint", help="the released checkpoints' prompt: 'checkpoint' (what their own code writes: the config's template and system message) or 'training' (the PRM prompt they were trained with); rlvprm's own PRMs use the same prompt either way")
     dtype: str = field("auto", help="float32, bfloat16, float16 or auto (bf16 on a GPU that has it, else fp32)")
     device: str = field("auto", help="cpu, cuda, cuda:N or auto")
     trust_remote_code: bool = field(False, help="allow the checkpoint's own code to run (needed by VisualPRM-8B)")
@@ -81,8 +82,9 @@ def main(cfg: ScoreConfig) -> dict:
     prm = load_scorer(
         cfg.model, backend=cfg.backend, dtype=cfg.dtype, device=cfg.device, trust_remote_code=cfg.trust_remote_code,
         max_length=cfg.max_length, max_steps=cfg.max_steps, aggregation=cfg.aggregate, batch_size=cfg.batch_size,
-        orm=cfg.orm,
+        orm=cfg.orm, prm_prompt=cfg.prm_prompt,
     )
+    record_info(run_path(cfg.out), prompt=prompt_info(prm))
     skipped: list[dict] = []
     todo = [(line, raw) for line, raw in records if _id(raw, line) not in writer.done]
     log.info("%d records, %d already scored, %d to go", len(records), len(records) - len(todo), len(todo))
@@ -168,6 +170,6 @@ def run_settings(cfg: ScoreConfig) -> dict:
     The batch size is among them because padding a batch differently can move scores in the last
     digits; device and ``--limit`` are not (a longer limit extends the same run).
     """
-    return {"model": cfg.model, "backend": cfg.backend, "dtype": cfg.dtype, "data_sha256": file_sha256(cfg.data),
+    return {"model": cfg.model, "backend": cfg.backend, "prm_prompt": cfg.prm_prompt, "dtype": cfg.dtype, "data_sha256": file_sha256(cfg.data),
             "image_root": cfg.image_root, "max_steps": cfg.max_steps, "aggregate": cfg.aggregate, "orm": cfg.orm,
             "batch_size": cfg.batch_size, "max_length": cfg.max_length}

@@ -8,7 +8,11 @@ refuses to resume an output whose recorded settings differ, naming every differe
 
 An output that exists without a metadata file (written before this check, or by hand) is resumed
 and the settings are recorded from then on: nothing tells what produced it, so refusing it would
-only block the runs it came from. Left out: fingerprinting model weights (the model is recorded as
+only block the runs it came from.
+
+Facts learned only once the job has loaded its model (which prompt a PRM writes) are kept beside
+the settings under ``"info"`` (:func:`record_info`): written by every run, never compared, since
+they follow from the settings. Left out: fingerprinting model weights (the model is recorded as
 given; a different model saved at the same path is not noticed).
 """
 
@@ -21,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+INFO = "info"
 
 
 class RunMismatch(ValueError):
@@ -43,6 +50,7 @@ def check_resume(meta: str | Path, settings: dict[str, Any], output: str | Path,
     """
     meta, output = Path(meta), Path(output)
     saved = json.loads(meta.read_text()) if meta.exists() else {}
+    info = saved.pop(INFO, None)
     old = saved.get(stage) if stage is not None else (saved or None)
     settings = json.loads(json.dumps(settings))  # as it will read back: tuples become lists
     started = output.exists() and output.stat().st_size > 0
@@ -58,6 +66,20 @@ def check_resume(meta: str | Path, settings: dict[str, Any], output: str | Path,
     if stage is not None:
         saved[stage] = settings
     else:
-        saved = settings
+        saved = dict(settings)
+    if info is not None and old == settings:  # what another run learned is not kept
+        saved[INFO] = info
+    _write(meta, saved)
+
+
+def record_info(meta: str | Path, **entries: Any) -> None:
+    """Add ``entries`` to the ``"info"`` object of ``meta`` (after :func:`check_resume` wrote it)."""
+    meta = Path(meta)
+    saved = json.loads(meta.read_text()) if meta.exists() else {}
+    saved[INFO] = {**saved.get(INFO, {}), **json.loads(json.dumps(entries))}
+    _write(meta, saved)
+
+
+def _write(meta: Path, saved: dict[str, Any]) -> None:
     meta.parent.mkdir(parents=True, exist_ok=True)
     meta.write_text(json.dumps(saved, indent=1, sort_keys=True) + "\n")

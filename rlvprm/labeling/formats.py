@@ -13,8 +13,8 @@
 
 A Raw step is ``+`` iff its score is above the threshold (VisualPRM: 0.0, "some continuation
 succeeded"). :func:`read_prm_records` reads either format, telling them apart line by line by
-their keys, from a jsonl file, a folder of jsonl files, or a hub dataset id through
-``datasets.load_dataset`` (real, but untested here: the tests have no hub access). Every record is
+their keys, from a jsonl file, a folder of jsonl files, or a hub dataset id (``rlvprm.data.hub``:
+online or from the local cache, tested on a local copy of the published layout). Every record is
 checked by building its conversation, so a record that reads is one training can use; a bad one
 (no steps, an empty step, a score that is not a number, turns that do not alternate, an image count
 that does not match the question's ``<image>`` placeholders, an image file that is not there)
@@ -276,12 +276,6 @@ def _rows(source: str | Path, split: str) -> Iterator[tuple[str, str, dict]]:
             for line, row in read_jsonl(file):
                 yield f"{rel}:{line}", f"{file}:{line}", row
     else:
-        import datasets
+        from rlvprm.data.hub import hub_rows
 
-        try:
-            ds = datasets.load_dataset(str(source), split=split)
-        except Exception as err:  # datasets raises many types; say what was tried
-            raise RecordError(f"{source!r} is neither an existing file or folder nor a loadable hub "
-                              f"dataset: {err}") from err
-        for n, row in enumerate(ds):
-            yield str(n), f"{source}[{split}][{n}]", dict(row)
+        yield from hub_rows(str(source), split)

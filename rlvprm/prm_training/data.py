@@ -12,8 +12,8 @@
   an ``outcome`` field (true/false or 1/0) or, failing that, by checking the solution against
   ``answer`` with ``rewards.outcome.outcome_reward``.
 
-Both read a jsonl file, a folder of them, or a hub dataset id (``datasets.load_dataset``; real, but
-untested here: no hub access). Images are opened when an example is fetched.
+Both read a jsonl file, a folder of them, or a hub dataset id (``rlvprm.data.hub``: online or from
+the local cache). Images are opened when an example is fetched.
 
 :func:`check_lengths` measures every example with the collator's own encoding once, before
 training, so an over-long conversation is an error naming it (or a counted skip) instead of a
@@ -107,14 +107,9 @@ def iter_rows(source: str | Path, split: str = "train") -> Iterator[tuple[str, s
         if not files:
             raise RecordError(f"{path} holds no .jsonl files")
     else:
-        import datasets
+        from rlvprm.data.hub import hub_rows
 
-        try:
-            ds = datasets.load_dataset(str(source), split=split)
-        except Exception as err:  # datasets raises many types; say what was tried
-            raise RecordError(f"{source!r} is neither an existing file or folder nor a loadable hub dataset: {err}") from err
-        for n, row in enumerate(ds):
-            yield str(n), f"{source}[{split}][{n}]", dict(row)
+        yield from hub_rows(str(source), split)
         return
     for file in files:
         for line, row in read_jsonl(file):

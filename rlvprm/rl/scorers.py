@@ -180,6 +180,7 @@ def load_scorer(
     prm: str,
     *,
     backend: str = "auto",
+    prm_prompt: str = "checkpoint",
     dtype: str = "auto",
     max_steps: int | None = None,
     aggregation: str = "mean",
@@ -199,7 +200,7 @@ def load_scorer(
     from rewards.scorers import load_scorer as load_prm
 
     model = load_prm(
-        prm, backend=backend, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
+        prm, backend=backend, prm_prompt=prm_prompt, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
         max_length=max_length, max_steps=max_steps, aggregation=aggregation, batch_size=batch_size,
     )
     return PRMScorer(model)

@@ -7,6 +7,12 @@ and ``modeling_internvl_chat.py`` (from the strings below), a ``config.json`` na
 ``<IMG_CONTEXT>``. It loads back through ``AutoModel.from_pretrained(..., trust_remote_code=True)``,
 the path the backend uses for the real checkpoints.
 
+Like InternVL's checkpoints it can ship ``conversation.py`` (``TEMPLATE_CODE``, written here: a
+``get_conv_template`` registry with InternVL's ``MPT`` ``get_prompt`` rule) imported by its modeling
+file, which sets ``template`` and ``system_message`` as the released ``__init__`` does; besides
+``internvl2_5`` it registers ``tiny-chatml`` (English system message, ``<|im_end|>`` separator) so a
+test can tell the checkpoint's own template from rlvprm's copy.
+
 The model keeps the interface that matters to the backend, not InternVL's internals: ``forward``
 takes ``pixel_values`` (required, as in the real code), ``input_ids``, ``attention_mask`` and
 ``image_flags`` (squeezed on the last axis, tiles with flag 1 kept), puts one vision token per
@@ -73,6 +79,68 @@ class InternVLChatConfig(PretrainedConfig):
         return out
 '''
 
+TEMPLATE_CODE = '''
+import copy
+from dataclasses import dataclass, field
+from enum import IntEnum, auto
+
+
+class SeparatorStyle(IntEnum):
+    CHATML = auto()
+    MPT = auto()
+
+
+@dataclass
+class Conversation:
+    name: str
+    system_template: str = "{system_message}"
+    system_message: str = ""
+    roles: tuple = ("USER", "ASSISTANT")
+    messages: list = field(default_factory=list)
+    sep_style: SeparatorStyle = SeparatorStyle.MPT
+    sep: str = "\\n"
+
+    def get_prompt(self):
+        out = self.system_template.format(system_message=self.system_message) + self.sep
+        for role, message in self.messages:
+            out += role + message + self.sep if message else role
+        return out
+
+    def append_message(self, role, message):
+        self.messages.append([role, message])
+
+    def copy(self):
+        return copy.deepcopy(self)
+
+
+_TEMPLATES = {}
+
+
+def register_conv_template(template):
+    _TEMPLATES[template.name] = template
+
+
+def get_conv_template(name):
+    return _TEMPLATES[name].copy()
+
+
+register_conv_template(Conversation(
+    name="internvl2_5",
+    system_template="<|im_start|>system\\n{system_message}",
+    system_message="你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。",
+    roles=("<|im_start|>user\\n", "<|im_start|>assistant\\n"),
+    sep="<|im_end|>\\n",
+))
+register_conv_template(Conversation(
+    name="tiny-chatml",
+    system_template="<|im_start|>system\\n{system_message}",
+    system_message="You are a tiny test model.",
+    roles=("<|im_start|>user\\n", "<|im_start|>assistant\\n"),
+    sep="<|im_end|>",
+))
+register_conv_template(Conversation(name="tiny-chatml-style", sep_style=SeparatorStyle.CHATML))
+'''
+
 MODELING_CODE = '''
 import torch
 from torch import nn
@@ -80,6 +148,7 @@ from transformers import PreTrainedModel, Qwen2ForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .configuration_internvl_chat import InternVLChatConfig
+#TEMPLATE_IMPORT
 
 
 class InternVLChatModel(PreTrainedModel):
@@ -102,6 +171,7 @@ class InternVLChatModel(PreTrainedModel):
             nn.LayerNorm(merged), nn.Linear(merged, hidden), nn.GELU(), nn.Linear(hidden, hidden)
         )
         self.img_context_token_id = None
+        #TEMPLATE_INIT
         self.post_init()
 
     def extract_feature(self, pixel_values):
@@ -159,15 +229,31 @@ def build_remote_internvl(
     tile: int = 28,
     patch: int = 7,
     use_thumbnail: bool = True,
+    template: str = "internvl2_5",
+    system_message: str | None = None,
+    ship_template: bool = True,
 ) -> Path:
-    """Write the tiny remote-code checkpoint to ``out_dir``; ``num_image_token = (tile/patch)^2 / 4``."""
+    """Write the tiny remote-code checkpoint to ``out_dir``; ``num_image_token = (tile/patch)^2 / 4``.
+
+    ``template``: ``config.template``; ``system_message``: written into the config when given;
+    ``ship_template``: ship ``conversation.py`` and import it from the modeling file.
+    """
     from rlvprm.models.tiny import build_tokenizer
     from transformers import AutoConfig, AutoModel
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "configuration_internvl_chat.py").write_text(CONFIG_CODE.lstrip())
-    (out / "modeling_internvl_chat.py").write_text(MODELING_CODE.lstrip())
+    modeling = MODELING_CODE.lstrip()
+    if ship_template:
+        (out / "conversation.py").write_text(TEMPLATE_CODE.lstrip())
+        modeling = modeling.replace("#TEMPLATE_IMPORT", "from .conversation import get_conv_template").replace(
+            "#TEMPLATE_INIT",
+            "self.template = config.template\n"
+            "        self.conv_template = get_conv_template(self.template)\n"
+            "        self.system_message = getattr(config, 'system_message', self.conv_template.system_message)",
+        )
+    (out / "modeling_internvl_chat.py").write_text(modeling)
     tok = build_tokenizer("internvl")
     config = {
         "architectures": ["InternVLChatModel"],
@@ -179,7 +265,8 @@ def build_remote_internvl(
         "force_image_size": tile,
         "downsample_ratio": 0.5,
         "use_thumbnail": use_thumbnail,
-        "template": "internvl2_5",
+        "template": template,
+        **({"system_message": system_message} if system_message is not None else {}),
         "vision_config": {"image_size": tile, "patch_size": patch, "hidden_size": 16},
         "llm_config": {
             "architectures": ["Qwen2ForCausalLM"],

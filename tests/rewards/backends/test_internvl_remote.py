@@ -6,9 +6,7 @@ trust_remote_code=True)``, so detection, ``AutoModel``/``AutoTokenizer`` and the
 all run for real.
 """
 
-import importlib.util
 import os
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -28,20 +26,14 @@ from rewards.backends.internvl_remote import (
 from rewards.conversation import SYSTEM_PROMPT, build_conversation
 from rewards.prm import Group, ProcessRewardModel, detect_backend
 
-_spec = importlib.util.spec_from_file_location(
-    "remote_internvl_fixture", Path(__file__).with_name("remote_internvl_fixture.py")
-)
-fixture_module = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fixture_module)
-
 TILE, TOKENS_PER_TILE = 28, 4
 QUESTION = "What is the sum of the numbers in the image?"
 SOLUTION = "The numbers are 3 and 7.\n\n3 + 7 = 10.\n\nThe answer is \\boxed{10}."
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return fixture_module.build_remote_internvl(tmp_path_factory.mktemp("remote_internvl") / "ckpt", tile=TILE)
+def ckpt(tmp_path_factory, remote_internvl):
+    return remote_internvl(tmp_path_factory.mktemp("remote_internvl") / "ckpt", tile=TILE)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +131,9 @@ def test_backend_reads_its_constants_from_the_checkpoint(backend):
     assert backend.tokenizer.decode([backend.bad_id]) == "-"
 
 
-def test_prompt_layout_one_image(backend):
+def test_prompt_layout_one_image_training_prompt(ckpt):
+    # The training prompt; the checkpoint's own prompt (the default) is tested in test_internvl_prompt.py.
+    backend = InternVLRemoteBackend.from_pretrained(str(ckpt), prm_prompt="training")
     conv = build_conversation(QUESTION, ["Step one.", "Step two."])
     batch = backend.encode([conv], [[noise_image(56, 28, seed=1)]])  # 2 x 1 grid + thumbnail
     text = backend.tokenizer.decode(batch.inputs["input_ids"][0])

@@ -176,7 +176,10 @@ def test_scoring_with_a_tiny_prm_and_resume(vpb, tmp_path, tiny_prm, capsys):
     assert [len(scored[str(i + 1)]) for i in range(4)] == [3, 2, 3, 2]
     assert all(0.0 <= s <= 1.0 for v in scored.values() for s in v)
     first = json.loads((out / "metrics.json").read_text())
-    assert first["overall"]["n_records"] == 4 and first["judge"] == {"model": str(tiny_prm)}
+    assert first["overall"]["n_records"] == 4 and first["judge"]["model"] == str(tiny_prm)
+    # The prompt the scorer wrote, as `rlvprm score` recorded it beside the scores.
+    assert first["judge"]["prompt"]["prm_prompt"] == "checkpoint"
+    assert first["judge"]["prompt"]["template"] == "the processor's chat template"
 
     # The same scores read back as a judge's file give the same metrics.
     again = tmp_path / "again"

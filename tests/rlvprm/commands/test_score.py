@@ -138,3 +138,34 @@ def test_malformed_line_names_the_line(tiny_models, tmp_path):
 def test_config_validation():
     with pytest.raises(ValueError, match="unknown aggregation|aggregation"):
         ScoreConfig(model="m", data="d", out="o", aggregate="median")
+
+
+def test_the_prompt_choice_is_recorded_beside_the_scores(tmp_path, remote_internvl):
+    from rlvprm.data.provenance import RunMismatch
+
+    data = write_data(tmp_path, n=2)
+    ckpt = remote_internvl(tmp_path / "score_remote_prompt", tile=28)
+    runs = {}
+    for prompt in ("checkpoint", "training"):
+        out = tmp_path / f"{prompt}.jsonl"
+        score_main(ScoreConfig(model=str(ckpt), data=str(data), out=str(out), trust_remote_code=True, dtype="float32",
+                               device="cpu", prm_prompt=prompt))
+        runs[prompt] = (json.loads(Path(str(out) + ".run.json").read_text()), read(out))
+    meta, rows = runs["checkpoint"]
+    assert meta["prm_prompt"] == "checkpoint"
+    assert meta["info"]["prompt"]["system_message_from"] == "the internvl2_5 template's default"
+    assert runs["training"][0]["info"]["prompt"]["prm_prompt"] == "training"
+    assert rows[0]["step_scores"] != runs["training"][1][0]["step_scores"]
+    # The choice decides the scores: a started output refuses the other one, and keeps its info.
+    with pytest.raises(RunMismatch, match="prm_prompt: 'checkpoint' -> 'training'"):
+        score_main(ScoreConfig(model=str(ckpt), data=str(data), out=str(tmp_path / "checkpoint.jsonl"),
+                               trust_remote_code=True, dtype="float32", device="cpu", prm_prompt="training"))
+    assert json.loads((tmp_path / "checkpoint.jsonl.run.json").read_text())["info"] == meta["info"]
+
+
+def test_an_hf_prm_records_its_chat_template_prompt(tiny_models, tmp_path):
+    data = write_data(tmp_path, n=1)
+    out = tmp_path / "scores.jsonl"
+    score_main(ScoreConfig(model=tiny_models("qwen2-vl"), data=str(data), out=str(out)))
+    info = json.loads(Path(str(out) + ".run.json").read_text())["info"]["prompt"]
+    assert (info["prm_prompt"], info["template"]) == ("checkpoint", "the processor's chat template")

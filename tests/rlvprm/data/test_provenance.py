@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from rlvprm.data.provenance import RunMismatch, check_resume, file_sha256
+from rlvprm.data.provenance import RunMismatch, check_resume, file_sha256, record_info
 
 
 def test_settings_are_recorded_and_a_different_run_refused(tmp_path):
@@ -45,3 +45,15 @@ def test_file_sha256(tmp_path):
     p = tmp_path / "d"
     p.write_bytes(b"abc")
     assert file_sha256(p) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_info_is_kept_beside_the_settings_and_never_compared(tmp_path):
+    out, meta = tmp_path / "o.jsonl", tmp_path / "o.jsonl.run.json"
+    check_resume(meta, {"model": "m"}, out)
+    record_info(meta, prompt={"prm_prompt": "checkpoint"})
+    out.write_text('{"id": "1"}\n')
+    check_resume(meta, {"model": "m"}, out)  # the info is not a setting: the run resumes, the info stays
+    assert json.loads(meta.read_text()) == {"model": "m", "info": {"prompt": {"prm_prompt": "checkpoint"}}}
+    out.write_text("")
+    check_resume(meta, {"model": "n"}, out)  # another run starts over: what the old one learned goes
+    assert json.loads(meta.read_text()) == {"model": "n"}
