@@ -27,28 +27,24 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rewards.aggregate import aggregate
 from rewards.outcome import extract_answer, verify_answer
 from rlvprm.bon.candidates import mean_logprob
+from rlvprm.bon.config import BonConfig, BonPrompt, Skips, is_world
 from rlvprm.bon.scoring import read_lines
 from rlvprm.bon.select import NO_SOURCE, Candidate, Prompt, best_of_n, default_ns, plot_scaling
 from rlvprm.world.check import check_solution
 from rlvprm.world.write import problem_from_row
-
-if TYPE_CHECKING:
-    from rlvprm.bon.run import BonConfig, BonPrompt, Skips
 
 NO_LOGPROB = -1e30  # ranks a candidate without tokens last under likelihood_best
 ORACLE_PRM = ("all_steps", "step_fraction")
 
 
 def select_and_report(
-    cfg: "BonConfig", prompts: list["BonPrompt"], cand_path: Path, score_path: Path, skips: "Skips", out: Path
+    cfg: BonConfig, prompts: list[BonPrompt], cand_path: Path, score_path: Path, skips: Skips, out: Path
 ) -> dict[str, Any]:
-    from rlvprm.bon.run import is_world
-
     cands = read_lines(cand_path, "candidates")
     scores = read_lines(score_path, "scores")
     with_orm = cfg.orm is not None
@@ -126,7 +122,7 @@ def select_and_report(
     return result
 
 
-def match(prompts: list["BonPrompt"], cands: dict, scores: dict, skips: "Skips", with_orm: bool) -> list[tuple]:
+def match(prompts: list[BonPrompt], cands: dict, scores: dict, skips: Skips, with_orm: bool) -> list[tuple]:
     """``(prompt, candidates line, scores line)`` for every prompt whose lines agree with each other."""
     ids = {p.id for p in prompts}
     for rid in cands:
@@ -194,7 +190,7 @@ def _insert(d: dict, extra: dict, before: str) -> dict:
     return out
 
 
-def _for_plot(result: dict, cfg: "BonConfig") -> dict:
+def _for_plot(result: dict, cfg: BonConfig) -> dict:
     """The overall curves worth a line: every PRM aggregation, but only the first one's weighted vote."""
     main = cfg.aggregations[0]
     keep = {k: v for k, v in result["overall"]["accuracy"].items()
@@ -223,7 +219,7 @@ def strategy_label(name: str, prm: str) -> str:
     return name
 
 
-def render_markdown(result: dict, cfg: "BonConfig") -> str:
+def render_markdown(result: dict, cfg: BonConfig) -> str:
     ns, n_max = result["ns"], result["ns"][-1]
     sources = sorted(result["sources"])
     c = result["counts"]
