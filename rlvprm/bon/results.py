@@ -35,6 +35,7 @@ from rlvprm.bon.candidates import mean_logprob
 from rlvprm.bon.config import BonConfig, BonPrompt, Skips, is_world
 from rlvprm.bon.scoring import read_lines
 from rlvprm.bon.select import NO_SOURCE, Candidate, Prompt, best_of_n, default_ns, plot_scaling
+from rlvprm.data.records import Record
 from rlvprm.world.check import check_solution
 from rlvprm.world.write import problem_from_row
 
@@ -65,15 +66,14 @@ def select_and_report(
         unscored = set(sline.get("unscored", []))
         items, exact = [], []
         for j, (c, steps) in enumerate(zip(cline["candidates"], sline["prm_step_scores"])):
-            answer = extract_answer(c["text"])
-            correct = answer is not None and verify_answer(answer, rec.answer, rec.choices)
+            answer, correct = judge(c["text"], rec)
             counts["candidates"] += 1
             counts["no_answer"] += answer is None
             counts["truncated"] += c.get("finish_reason") == "length"
             counts["no_steps"] += not steps and j not in unscored
             counts["unscored"] += j in unscored
             counts["correct"] += correct
-            prm = {agg: aggregate(steps, agg) if steps else 0.0 for agg in cfg.aggregations}
+            prm = {agg: response_score(steps, agg) for agg in cfg.aggregations}
             orm = None
             if with_orm:
                 orm = sline["orm_scores"][j] if sline["orm_scores"][j] is not None else 0.0
@@ -88,8 +88,7 @@ def select_and_report(
         bon_prompts.append(Prompt(p.id, items, rec.data_source))
         oracle_prompts.append(Prompt(p.id, exact, rec.data_source))
         if items and cfg.greedy and cline.get("greedy") is not None:
-            g_answer = extract_answer(cline["greedy"]["text"])
-            greedy.append((source, g_answer is not None and verify_answer(g_answer, rec.answer, rec.choices)))
+            greedy.append((source, judge(cline["greedy"]["text"], rec)[1]))
 
     ns = default_ns(cfg.n)
     strategies = ["pass@1", "self_consistency"]
@@ -120,6 +119,17 @@ def select_and_report(
     plot_scaling(_for_plot(result, cfg), out / "scaling.png", references=("greedy", "oracle_prm"),
                  title=f"Best-of-N: {Path(cfg.policy).name}, critic {Path(cfg.prm).name}")
     return result
+
+
+def judge(text: str, record: Record) -> tuple[str | None, bool]:
+    """The answer ``text`` states (None when it states none) and whether it is right."""
+    answer = extract_answer(text)
+    return answer, answer is not None and verify_answer(answer, record.answer, record.choices)
+
+
+def response_score(step_scores: list[float], aggregation: str) -> float:
+    """A candidate's response score; 0 (the bottom of the range) without step scores."""
+    return aggregate(step_scores, aggregation) if step_scores else 0.0
 
 
 def match(prompts: list[BonPrompt], cands: dict, scores: dict, skips: Skips, with_orm: bool) -> list[tuple]:
