@@ -115,12 +115,12 @@ def method_rows(policy: str, judged: Sequence[JudgedPrompt], ns: Sequence[int], 
         for n in ns:
             if n > len(j.policy_tokens):
                 continue  # best_of_n skips it too
-            policy = subset_cost(j.policy_tokens, i, n, num_subsets, seed)
+            generated = subset_cost(j.policy_tokens, i, n, num_subsets, seed)
             scored = subset_cost(j.prm_tokens, i, n, num_subsets, seed)
             for fam in families:
                 for s in strategies:
                     c = cost[fam][(s, n)]
-                    c[0] += policy
+                    c[0] += generated
                     c[1] += scored if s == prm else 0.0
 
     def row(method: str, n: int, accuracy: float | None, prompts: int, policy_tokens: float, prm_tokens: float) -> dict:

@@ -118,7 +118,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
         "training": {name: cost.as_dict(cfg.served_prompts) for name, cost in costs.items()},
         "tables": merge_families(per_policy),
         "notes": notes,
-        "config": asdict(cfg),
+        "config": {k: v for k, v in asdict(cfg).items() if k != "out"},  # the file lies in out: a copy reads the same
     }
     (out / "compare.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / "compare.md").write_text(render_markdown(result))
