@@ -38,10 +38,12 @@ from rlvprm.data.records import parse_record
 
 
 def policy_names(cfg: CompareConfig) -> dict[str, str]:
-    """``name -> policy`` in table order: ``base``, then each RL folder by its own name."""
+    """``name -> policy`` in table order: ``base``, then each RL folder (``NAME=FOLDER``, or by its own name)."""
     names = {BASE: cfg.base}
-    for folder in cfg.rl:
-        name = Path(folder.rstrip("/")).name
+    for entry in cfg.rl:
+        name, sep, folder = entry.partition("=")
+        if not sep:
+            name, folder = Path(entry.rstrip("/")).name, entry
         if name in names:
             raise ConfigError(f"RL policy {folder}: the name {name!r} is taken (by {names[name]}); give every RL "
                               f"folder its own name (and none named {BASE!r})")
