@@ -73,6 +73,7 @@ class StepLogprobs:
     token_offsets: list[tuple[int, int]]
     token_logprobs: list[float]
     step_tokens: list[range]
+    input_tokens: int = 0  # non-padding tokens of the whole row the model read (prompt, images, solution)
 
     @property
     def step_sums(self) -> list[float]:
@@ -147,10 +148,12 @@ class EncodedSolutions:
     def results(self, values: torch.Tensor) -> list[StepLogprobs]:
         """One :class:`StepLogprobs` per row from ``(B, T)`` per-token values (right-aligned)."""
         T = values.shape[1]
+        lengths = self.inputs["attention_mask"].sum(1).tolist()
         out = []
         for b, ids in enumerate(self.token_ids):
             row = values[b, T - len(ids) :].tolist() if ids else []
-            out.append(StepLogprobs(self.steps[b], list(ids), self.token_offsets[b], row, self.step_tokens[b]))
+            out.append(StepLogprobs(self.steps[b], list(ids), self.token_offsets[b], row, self.step_tokens[b],
+                                    int(lengths[b])))
         return out
 
 
@@ -331,6 +334,8 @@ def sigmoid(x: float) -> float:
 class _LikelihoodScorer:
     """What both scorers share: splitting, grouping, and the ``ProcessRewardModel`` interface."""
 
+    models_per_pass = 1  # models that read every row (for ``ScoredSolution.num_tokens``)
+
     def __init__(self, processor, aggregation: str, max_steps: int | None, batch_size: int, orm: bool = False):
         parse_aggregation(aggregation)  # raises with the valid names
         if batch_size < 1:
@@ -379,7 +384,8 @@ class _LikelihoodScorer:
             scored = []
             for r in results:
                 scores = self._scores(r)
-                scored.append(ScoredSolution(r.steps, scores, aggregate(scores, self.aggregation)))
+                scored.append(ScoredSolution(r.steps, scores, aggregate(scores, self.aggregation),
+                                             self.models_per_pass * r.input_tokens))
             out.append(scored)
         return out
 
@@ -458,6 +464,8 @@ class ImplicitPRM(_LikelihoodScorer):
     reward (``score="cumulative"``), see :func:`implicit_scores`; ``running_min`` (default on) keeps
     each score at or below the earlier ones.
     """
+
+    models_per_pass = 2  # the model and its reference read every row
 
     def __init__(
         self,

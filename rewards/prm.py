@@ -33,6 +33,10 @@ class ScoredSolution:
     steps: list[Step]
     step_scores: list[float]
     score: float  # the aggregation of step_scores
+    # Tokens the scorer's forward passes read for this solution: the non-padding tokens of its input
+    # (system prompt, question, image tokens, steps, placeholders), summed over every model that read
+    # it (an implicit PRM runs two, a stacked scorer its components). What compute counts.
+    num_tokens: int = 0
 
 
 @dataclass
@@ -202,18 +206,20 @@ class ProcessRewardModel:
         for g, group in enumerate(groups):
             for steps, conv in self.prepare(group):
                 items.append((g, steps, conv, group.images))
-        probs = self._step_probs([(conv, images) for _, _, conv, images in items])
+        probs, lengths = self._step_probs([(conv, images) for _, _, conv, images in items])
         out: list[list[ScoredSolution]] = [[] for _ in groups]
-        for (g, steps, _, _), p in zip(items, probs):
-            out[g].append(ScoredSolution(steps, p, aggregate(p, self.aggregation)))
+        for (g, steps, _, _), p, n in zip(items, probs, lengths):
+            out[g].append(ScoredSolution(steps, p, aggregate(p, self.aggregation), n))
         return out
 
-    def _step_probs(self, items: list[tuple[Conversation, Sequence[Image.Image]]]) -> list[list[float]]:
-        """P(+) per step for each (conversation, images), in batches of similar length."""
+    def _step_probs(self, items: list[tuple[Conversation, Sequence[Image.Image]]]) -> tuple[list[list[float]], list[int]]:
+        """P(+) per step for each (conversation, images), in batches of similar length, and each one's
+        input length in tokens (padding excluded)."""
         has_img = [len(images) > 0 for _, images in items]
         # Keep conversations with and without images apart; sort by length to cut padding.
         order = sorted(range(len(items)), key=lambda i: (has_img[i], sum(len(t.text) for t in items[i][0].turns)))
         probs: list[list[float]] = [[] for _ in items]
+        lengths = [0] * len(items)
         for flag in (False, True):
             idx_all = [i for i in order if has_img[i] == flag]
             for start in range(0, len(idx_all), self.batch_size):
@@ -222,7 +228,8 @@ class ProcessRewardModel:
                 p = torch.softmax(self.backend.step_logits(batch), dim=-1)[..., 0].cpu()
                 for row, i in enumerate(idx):
                     probs[i] = p[row, : items[i][0].num_steps].tolist()
-        return probs
+                    lengths[i] = int(batch.lengths[row])
+        return probs, lengths
 
 
 def hf_prompt_info(prm_prompt: str) -> dict:

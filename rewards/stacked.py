@@ -59,6 +59,11 @@ def combine(component_scores: Sequence[Sequence[float]], weights: Sequence[float
 
 def component_scores(components: Sequence, groups: Iterable[Group]) -> list[list[list[list[float]]]]:
     """``[group][solution][component]`` step scores; raises if the components disagree on the steps."""
+    return [[[r.step_scores for r in results] for results in rows] for rows in component_results(components, groups)]
+
+
+def component_results(components: Sequence, groups: Iterable[Group]) -> list[list[list[ScoredSolution]]]:
+    """``[group][solution][component]`` scored solutions; raises if the components disagree on the steps."""
     groups = list(groups)
     per_comp = [c.score_groups(groups) for c in components]
     out = []
@@ -69,7 +74,7 @@ def component_scores(components: Sequence, groups: Iterable[Group]) -> list[list
             texts = [[st.text for st in r.steps] for r in results]
             if any(t != texts[0] for t in texts[1:]):
                 raise ValueError(f"group {g}, solution {s}: the components split it into different steps")
-            rows.append([r.step_scores for r in results])
+            rows.append(results)
         out.append(rows)
     return out
 
@@ -108,14 +113,15 @@ class StackedScorer:
 
     def score_groups(self, groups: Iterable[Group]) -> list[list[ScoredSolution]]:
         groups = list(groups)
-        comps = component_scores(self.components, groups)
+        comps = component_results(self.components, groups)
         out = []
         for group, rows in zip(groups, comps):
             scored = []
-            for solution, scores in zip(group.solutions, rows):
+            for solution, results in zip(group.solutions, rows):
                 steps = self.split(solution)
-                stacked = combine(scores, self.weights, self.bias)
-                scored.append(ScoredSolution(steps, stacked, aggregate(stacked, self.aggregation)))
+                stacked = combine([r.step_scores for r in results], self.weights, self.bias)
+                scored.append(ScoredSolution(steps, stacked, aggregate(stacked, self.aggregation),
+                                             sum(r.num_tokens for r in results)))
             out.append(scored)
         return out
 

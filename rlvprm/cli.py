@@ -27,6 +27,8 @@ COMMANDS = {
     "grpo": ("rlvprm.commands.grpo", "DenseGRPOConfig", "GRPO of a VLM policy with dense per-step rewards from a PRM (or the oracle)"),
     "label": ("rlvprm.commands.label", "LabelConfig", "Monte Carlo step labels (VisualPRM400K-v1.1-Raw); --convert, --merge"),
     "bon": ("rlvprm.commands.bon", "BonConfig", "Best-of-N with a PRM: accuracy of every selection strategy against N"),
+    "compare": ("rlvprm.commands.compare", "CompareConfig", "test-time (Best-of-N) against train-time (RL) use of a PRM, "
+                "accuracy against counted compute"),
     "train-prm": ("rlvprm.commands.train_prm", "TrainPRMConfig", "train a VisualPRM-style PRM (step labels) or an implicit PRM (outcome labels)"),
 }
 

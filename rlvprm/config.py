@@ -192,7 +192,7 @@ def build_parser(prog: str, description: str, dataclass_types: Sequence[type]) -
                 help_text += " (required)"
             flag = "--" + f.name.replace("_", "-")
             names = [flag] if flag == f"--{f.name}" else [flag, f"--{f.name}"]
-            base, _ = _base_type(hints.get(f.name, f.type))
+            base, optional = _base_type(hints.get(f.name, f.type))
             lo, hi = f.metadata.get("min"), f.metadata.get("max")
             if lo is not None or hi is not None:
                 help_text += " (" + ", ".join(
@@ -203,6 +203,9 @@ def build_parser(prog: str, description: str, dataclass_types: Sequence[type]) -
             kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
             if base is bool:
                 kwargs.update(nargs="?", const=True, type=conv, metavar="BOOL")
+            elif not optional and (typing.get_origin(base) in (list, tuple, Sequence) or base in (list, tuple)):
+                # A list option given twice adds up: --rl a --rl b is --rl a,b (still replacing the recipe's).
+                kwargs.update(type=conv, action="extend")
             else:
                 kwargs.update(type=conv)
                 if choices:

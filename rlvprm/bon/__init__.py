@@ -20,7 +20,8 @@ from rlvprm.bon.select import (
     self_consistency,
     strategy_accuracy,
 )
-from rlvprm.bon.run import BonConfig, run_bon
+from rlvprm.bon.config import BonConfig
+from rlvprm.bon.run import run_bon
 
 __all__ = [
     "BonConfig",

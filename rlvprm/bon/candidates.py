@@ -27,18 +27,16 @@ import gc
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from tqdm.auto import tqdm
 
 from rewards.steps import split_steps
+from rlvprm.bon.config import BonConfig, BonPrompt
 from rlvprm.data.jsonl import ResumableWriter
 from rlvprm.data.records import load_images
 from rlvprm.generation import Request, Sample, batch_seed
 from rlvprm.policy_likelihood import solution_logprobs, step_token_map
-
-if TYPE_CHECKING:
-    from rlvprm.bon.run import BonConfig, BonPrompt
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,7 @@ def chunks(items: Sequence, size: int) -> list[tuple[int, Sequence]]:
     return [(k, items[i : i + size]) for k, i in enumerate(range(0, len(items), size))]
 
 
-def sample_candidates(cfg: "BonConfig", prompts: list["BonPrompt"], image_root: Path, path: Path) -> int:
+def sample_candidates(cfg: BonConfig, prompts: list[BonPrompt], image_root: Path, path: Path) -> int:
     """Write the candidates of every prompt not yet in ``path``; returns how many prompts were sampled."""
     writer = ResumableWriter(path)
     todo = [(k, chunk) for k, chunk in chunks(prompts, cfg.chunk_size) if any(p.id not in writer.done for p in chunk)]
@@ -99,7 +97,7 @@ def _sample_record(s: Sample) -> dict:
     return {"text": s.text, "finish_reason": s.finish_reason, "num_tokens": s.num_tokens}
 
 
-def _make_sampler(cfg: "BonConfig"):
+def _make_sampler(cfg: BonConfig):
     from rlvprm.generation import make_sampler
 
     extra = {"gpu_memory_utilization": cfg.vllm_gpu_memory_utilization} if cfg.sampler == "vllm" else {}

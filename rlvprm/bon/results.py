@@ -27,28 +27,25 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rewards.aggregate import aggregate
 from rewards.outcome import extract_answer, verify_answer
 from rlvprm.bon.candidates import mean_logprob
+from rlvprm.bon.config import BonConfig, BonPrompt, Skips, is_world
 from rlvprm.bon.scoring import read_lines
 from rlvprm.bon.select import NO_SOURCE, Candidate, Prompt, best_of_n, default_ns, plot_scaling
+from rlvprm.data.records import Record
 from rlvprm.world.check import check_solution
 from rlvprm.world.write import problem_from_row
-
-if TYPE_CHECKING:
-    from rlvprm.bon.run import BonConfig, BonPrompt, Skips
 
 NO_LOGPROB = -1e30  # ranks a candidate without tokens last under likelihood_best
 ORACLE_PRM = ("all_steps", "step_fraction")
 
 
 def select_and_report(
-    cfg: "BonConfig", prompts: list["BonPrompt"], cand_path: Path, score_path: Path, skips: "Skips", out: Path
+    cfg: BonConfig, prompts: list[BonPrompt], cand_path: Path, score_path: Path, skips: Skips, out: Path
 ) -> dict[str, Any]:
-    from rlvprm.bon.run import is_world
-
     cands = read_lines(cand_path, "candidates")
     scores = read_lines(score_path, "scores")
     with_orm = cfg.orm is not None
@@ -69,15 +66,14 @@ def select_and_report(
         unscored = set(sline.get("unscored", []))
         items, exact = [], []
         for j, (c, steps) in enumerate(zip(cline["candidates"], sline["prm_step_scores"])):
-            answer = extract_answer(c["text"])
-            correct = answer is not None and verify_answer(answer, rec.answer, rec.choices)
+            answer, correct = judge(c["text"], rec)
             counts["candidates"] += 1
             counts["no_answer"] += answer is None
             counts["truncated"] += c.get("finish_reason") == "length"
             counts["no_steps"] += not steps and j not in unscored
             counts["unscored"] += j in unscored
             counts["correct"] += correct
-            prm = {agg: aggregate(steps, agg) if steps else 0.0 for agg in cfg.aggregations}
+            prm = {agg: response_score(steps, agg) for agg in cfg.aggregations}
             orm = None
             if with_orm:
                 orm = sline["orm_scores"][j] if sline["orm_scores"][j] is not None else 0.0
@@ -92,8 +88,7 @@ def select_and_report(
         bon_prompts.append(Prompt(p.id, items, rec.data_source))
         oracle_prompts.append(Prompt(p.id, exact, rec.data_source))
         if items and cfg.greedy and cline.get("greedy") is not None:
-            g_answer = extract_answer(cline["greedy"]["text"])
-            greedy.append((source, g_answer is not None and verify_answer(g_answer, rec.answer, rec.choices)))
+            greedy.append((source, judge(cline["greedy"]["text"], rec)[1]))
 
     ns = default_ns(cfg.n)
     strategies = ["pass@1", "self_consistency"]
@@ -126,7 +121,18 @@ def select_and_report(
     return result
 
 
-def match(prompts: list["BonPrompt"], cands: dict, scores: dict, skips: "Skips", with_orm: bool) -> list[tuple]:
+def judge(text: str, record: Record) -> tuple[str | None, bool]:
+    """The answer ``text`` states (None when it states none) and whether it is right."""
+    answer = extract_answer(text)
+    return answer, answer is not None and verify_answer(answer, record.answer, record.choices)
+
+
+def response_score(step_scores: list[float], aggregation: str) -> float:
+    """A candidate's response score; 0 (the bottom of the range) without step scores."""
+    return aggregate(step_scores, aggregation) if step_scores else 0.0
+
+
+def match(prompts: list[BonPrompt], cands: dict, scores: dict, skips: Skips, with_orm: bool) -> list[tuple]:
     """``(prompt, candidates line, scores line)`` for every prompt whose lines agree with each other."""
     ids = {p.id for p in prompts}
     for rid in cands:
@@ -194,7 +200,7 @@ def _insert(d: dict, extra: dict, before: str) -> dict:
     return out
 
 
-def _for_plot(result: dict, cfg: "BonConfig") -> dict:
+def _for_plot(result: dict, cfg: BonConfig) -> dict:
     """The overall curves worth a line: every PRM aggregation, but only the first one's weighted vote."""
     main = cfg.aggregations[0]
     keep = {k: v for k, v in result["overall"]["accuracy"].items()
@@ -223,7 +229,7 @@ def strategy_label(name: str, prm: str) -> str:
     return name
 
 
-def render_markdown(result: dict, cfg: "BonConfig") -> str:
+def render_markdown(result: dict, cfg: BonConfig) -> str:
     ns, n_max = result["ns"], result["ns"][-1]
     sources = sorted(result["sources"])
     c = result["counts"]

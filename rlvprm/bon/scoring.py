@@ -3,10 +3,14 @@
 ``DIR/scores.jsonl`` holds one line per prompt, in the order of ``candidates.jsonl``::
 
     {"id": ..., "num_candidates": N, "prm_step_scores": [[score per step] per candidate],
-     "orm_scores": [score per candidate] (with --orm), "unscored": [candidate indices]}
+     "prm_tokens": [tokens per candidate], "orm_scores": [score per candidate] (with --orm),
+     "orm_tokens": [tokens per candidate] (with --orm), "unscored": [candidate indices]}
 
 Step scores are stored, not response scores, so every aggregation is derived later without
-rescoring. The PRM is any scorer ``rewards.load_scorer`` loads (a ``ProcessRewardModel``, an
+rescoring. ``prm_tokens`` (``orm_tokens``) counts the tokens the scorer read for each candidate
+(``ScoredSolution.num_tokens``: its whole input, prompt and image tokens included; 0 for a candidate
+without steps, which is never scored; null for an unscorable one), which ``rlvprm compare`` adds up
+as compute; ``--prm likelihood`` runs no scorer and writes no ``prm_tokens``. The PRM is any scorer ``rewards.load_scorer`` loads (a ``ProcessRewardModel``, an
 implicit or a stacked scorer from ``rlvprm train-prm``; ``score_groups``: the candidates of a chunk
 of prompts are batched together); the ORM is the same with ``orm=True`` (one step per response). ``--prm
 likelihood`` writes the policy's own step probabilities (``policy_likelihood.likelihood_step_scores``
@@ -22,7 +26,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -30,13 +33,11 @@ from rewards.backends.base import InputError
 from rewards.prm import Group
 from rewards.scorers import load_scorer, prompt_info
 from rlvprm.bon.candidates import chunks
+from rlvprm.bon.config import BonConfig, BonPrompt, Skips
 from rlvprm.data.jsonl import RecordError, ResumableWriter, read_jsonl
 from rlvprm.data.provenance import record_info
 from rlvprm.data.records import load_images
 from rlvprm.policy_likelihood import StepLogprobs, likelihood_step_scores
-
-if TYPE_CHECKING:
-    from rlvprm.bon.run import BonConfig, BonPrompt, Skips
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def read_lines(path: Path, what: str) -> dict[str, dict]:
 
 
 def score_candidates(
-    cfg: "BonConfig", prompts: list["BonPrompt"], image_root: Path, cand_path: Path, path: Path, skips: "Skips"
+    cfg: BonConfig, prompts: list[BonPrompt], image_root: Path, cand_path: Path, path: Path, skips: Skips
 ) -> int:
     """Write the scores of every sampled prompt not yet in ``path``; returns how many were scored."""
     cands = read_lines(cand_path, "candidates")
@@ -79,18 +80,22 @@ def score_candidates(
             needs_images = prm is not None or orm is not None
             images = [load_images(p.record, image_root) if needs_images else [] for p in chunk]
             groups = [Group(p.record.question, imgs, t) for p, imgs, t in zip(chunk, images, texts)]
+            prm_tokens = None
             if prm is None:
                 prm_scores = [[likelihood_scores(c.get("step_logprobs"), cfg.likelihood_score, p.id)
                                for c in cands[p.id]["candidates"]] for p in chunk]
             else:
-                prm_scores = score_with(prm, groups, chunk, skips)
-            orm_scores = score_with(orm, groups, chunk, skips) if orm is not None else None
+                prm_scores, prm_tokens = score_with(prm, groups, chunk, skips)
+            orm_scores, orm_tokens = score_with(orm, groups, chunk, skips) if orm is not None else (None, None)
             for i, p in enumerate(chunk):
                 rec = {"id": p.id, "num_candidates": len(texts[i]),
                        "prm_step_scores": [s if s is not None else [] for s in prm_scores[i]]}
+                if prm_tokens is not None:
+                    rec["prm_tokens"] = prm_tokens[i]
                 unscored = [j for j, s in enumerate(prm_scores[i]) if s is None]
                 if orm_scores is not None:
                     rec["orm_scores"] = [s[0] if s else None for s in orm_scores[i]]
+                    rec["orm_tokens"] = orm_tokens[i]
                     unscored = sorted(set(unscored) | {j for j, s in enumerate(orm_scores[i]) if s is None})
                 rec["unscored"] = unscored
                 writer.write(rec)
@@ -101,7 +106,7 @@ def score_candidates(
     return len(todo)
 
 
-def _load(cfg: "BonConfig", path: str, orm: bool):
+def _load(cfg: BonConfig, path: str, orm: bool):
     return load_scorer(
         path, backend=cfg.prm_backend, prm_prompt=cfg.prm_prompt, dtype=cfg.dtype, device=cfg.device,
         trust_remote_code=cfg.trust_remote_code,
@@ -110,9 +115,10 @@ def _load(cfg: "BonConfig", path: str, orm: bool):
 
 
 def score_with(
-    model, groups: list[Group], chunk: list["BonPrompt"], skips: "Skips"
-) -> list[list[list[float] | None]]:
-    """Step scores per prompt per candidate; ``[]`` for a candidate without steps, None if unscorable.
+    model, groups: list[Group], chunk: list[BonPrompt], skips: Skips
+) -> tuple[list[list[list[float] | None]], list[list[int | None]]]:
+    """Step scores per prompt per candidate (``[]`` for a candidate without steps, None if
+    unscorable), and the tokens the scorer read for each (0 without steps, None if unscorable).
 
     All groups go through one ``score_groups`` call; when one candidate does not fit, the chunk is
     scored candidate by candidate so only the ones that do not fit are lost.
@@ -120,20 +126,22 @@ def score_with(
     kept = [[j for j, t in enumerate(g.solutions) if model.split(t)] for g in groups]
     sub = [Group(g.question, g.images, [g.solutions[j] for j in idx]) for g, idx in zip(groups, kept)]
     out: list[list[list[float] | None]] = [[[] for _ in g.solutions] for g in groups]
+    tokens: list[list[int | None]] = [[0 for _ in g.solutions] for g in groups]
     try:
         results = model.score_groups(sub)
         for i, (idx, res) in enumerate(zip(kept, results)):
             for j, r in zip(idx, res):
-                out[i][j] = r.step_scores
+                out[i][j], tokens[i][j] = r.step_scores, r.num_tokens
     except InputError:
         for i, (g, idx) in enumerate(zip(sub, kept)):
             for j, text in zip(idx, g.solutions):
                 try:
-                    out[i][j] = model.score_groups([Group(g.question, g.images, [text])])[0][0].step_scores
+                    r = model.score_groups([Group(g.question, g.images, [text])])[0][0]
+                    out[i][j], tokens[i][j] = r.step_scores, r.num_tokens
                 except InputError as err:
                     skips(chunk[i].id, "score", f"prompt {chunk[i].id}, candidate {j}: {err}")
-                    out[i][j] = None
-    return out
+                    out[i][j], tokens[i][j] = None, None
+    return out, tokens
 
 
 def likelihood_scores(step_logprobs: list[list[float]] | None, kind: str, rid: str) -> list[float]:

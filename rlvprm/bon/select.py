@@ -311,6 +311,12 @@ def subsets(k: int, n: int, num_subsets: int, rng: np.random.Generator) -> list[
     return [tuple(int(i) for i in np.sort(rng.choice(k, size=n, replace=False))) for _ in range(num_subsets)]
 
 
+def prompt_subsets(index: int, k: int, n: int, num_subsets: int, seed: int) -> list[tuple[int, ...]]:
+    """The subsets of N = ``n`` out of ``k`` candidates that :func:`best_of_n` uses for the prompt at
+    position ``index`` of its list (``rlvprm compare`` counts the compute of the same subsets)."""
+    return subsets(k, n, num_subsets, np.random.default_rng([seed, index, n]))
+
+
 def best_of_n(
     prompts: Sequence[Prompt],
     strategies: Sequence[str] | None = None,
@@ -351,7 +357,7 @@ def best_of_n(
             if n > len(cands):
                 too_few[j] += 1
                 continue
-            chosen = subsets(len(cands), n, num_subsets, np.random.default_rng([seed, i, n]))
+            chosen = prompt_subsets(i, len(cands), n, num_subsets, seed)
             for s in strategies:
                 acc = sum(strategy_accuracy(s, [cands[k] for k in sub]) for sub in chosen) / len(chosen)
                 for g in groups:

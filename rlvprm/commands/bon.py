@@ -16,7 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlvprm.bon.results import strategy_label
-from rlvprm.bon.run import BonConfig, run_bon
+from rlvprm.bon.config import BonConfig
+from rlvprm.bon.run import run_bon
 
 __all__ = ["BonConfig", "main"]
 

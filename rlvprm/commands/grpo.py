@@ -11,7 +11,7 @@ The trainer is ``rlvprm.rl.trainer.ProcessRewardGRPOTrainer``; the step scorer i
 id, or ``oracle`` for the visual-arith world's exact checker. With ``heldout_every``, greedy accuracy
 on held-out prompts is measured as training goes (``heldout.jsonl`` in the output folder). At the
 end the policy is saved to ``output_dir`` with ``grpo_summary.json`` (both configs, the held-out
-curve, every logged metric) and ``curves.png`` (held-out accuracy and the hacking signals against
+curve, every logged metric, and the counted training compute that ``rlvprm compare`` amortises) and ``curves.png`` (held-out accuracy and the hacking signals against
 the step; ``python -m rlvprm.plots grpo RUN...`` overlays several runs).
 
 Options that TRL's config parser reads from JSON strings (``model_init_kwargs``,
@@ -196,6 +196,10 @@ def main(cfg: DenseGRPOConfig, args: GRPOConfig) -> dict:
         "grpo": {k: v for k, v in args.to_dict().items() if isinstance(v, (int, float, str, bool, type(None)))},
         "train": result.metrics,
         "prm_prompt": _prompt_info(scorer),
+        # Counted training compute (rlvprm.rl.trainer), what `rlvprm compare` amortises.
+        "compute": {"tokens_generated": (trainer.compute or {}).get("tokens/generated", 0),
+                    "prm_tokens_scored": (trainer.compute or {}).get("prm/tokens_scored", 0),
+                    "policy_tokens_trained": int(trainer.state.num_input_tokens_seen)},
         "heldout": heldout.history if heldout else [],
         "last_log": next((h for h in reversed(trainer.state.log_history) if "loss" in h), {}),
         "log_history": trainer.state.log_history,

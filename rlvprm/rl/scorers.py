@@ -56,6 +56,7 @@ class StepScorer(Protocol):
     """What the GRPO trainer needs from a source of step scores."""
 
     name: str
+    tokens_scored: int  # tokens its models have read so far on this process (``ScoredSolution.num_tokens``)
 
     def score(self, rollouts: Sequence[Rollout]) -> list[StepScores]:
         """One :class:`StepScores` per rollout, in order."""
@@ -74,6 +75,7 @@ class OracleScorer:
     """
 
     name = "oracle"
+    tokens_scored = 0  # an exact checker, no model
 
     def score(self, rollouts: Sequence[Rollout]) -> list[StepScores]:
         from rlvprm.world.check import check_solution
@@ -110,6 +112,7 @@ class PRMScorer:
     def __init__(self, prm):
         self.prm = prm
         self.one_batch = False  # set by prepare() under ZeRO-3
+        self.tokens_scored = 0  # the ZeRO-3 placeholder pass included: its tokens went through the PRM too
 
     def score(self, rollouts: Sequence[Rollout]) -> list[StepScores]:
         from rewards.backends.base import InputError
@@ -141,6 +144,7 @@ class PRMScorer:
                         results.append(None)
         finally:
             self.prm.batch_size = saved
+        self.tokens_scored += sum(res.num_tokens for res in results if res is not None)
         out = [StepScores(s, None) for s in steps]
         for i, res in zip(todo, results):
             if res is None:

@@ -19,6 +19,11 @@ How a batch is scored:
    assigned over whole groups, and each process keeps its rows (``rlvprm.rl.batch_credit``).
 3. The hacking signals go into TRL's metrics, so they reach the console, wandb and TensorBoard with
    TRL's own (``kl``, ``completions/mean_length``, ``rewards/outcome/mean``).
+4. Training compute is counted, not estimated: ``tokens/generated`` (policy tokens sampled, the
+   stop token included, as TRL's completion lengths) and ``prm/tokens_scored`` (tokens the PRM's
+   models read, ``ScoredSolution.num_tokens``; 0 for the oracle), both cumulative over all
+   processes like TRL's ``num_tokens``, training batches only. ``rlvprm compare`` amortises them.
+   Resumed from a checkpoint, they carry on from the last logged value.
 
 TRL's ``scale_rewards`` applies to the sequence-level credits (``outcome``, ``prm_sequence``,
 ``ps_grpo``); ``process`` and ``min_form`` normalise over steps. TRL's ``reward_weights`` and
@@ -37,6 +42,7 @@ import dataclasses
 import logging
 from typing import Any
 
+import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from rlvprm.rl.batch_credit import CreditSettings, batch_advantages
@@ -44,6 +50,9 @@ from rlvprm.rl.rollouts import ScoredCompletion, score_completions, to_step_batc
 from rlvprm.rl.scorers import StepScorer
 
 log = logging.getLogger(__name__)
+
+# Cumulative training compute in the log history (module docstring, point 4).
+COMPUTE_KEYS = ("tokens/generated", "prm/tokens_scored")
 
 # Reward-function keyword arguments that are TRL's, not columns of the prompt row.
 _NOT_COLUMNS = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric", "environments"}
@@ -124,6 +133,8 @@ class ProcessRewardGRPOTrainer(GRPOTrainer):
         scorer.prepare(self.accelerator, deepspeed=self.is_deepspeed_enabled)
         self.extra_logs: dict[str, float] = {}  # merged into the next log call (held-out accuracy)
         self.trl_advantages = None
+        self.compute: dict[str, int] | None = None  # cumulative counts (module docstring, point 4)
+        self._prm_tokens_seen = 0  # scorer.tokens_scored at the last batch, to take differences
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
@@ -132,7 +143,9 @@ class ProcessRewardGRPOTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
         completion_mask = output["completion_mask"]
-        local = to_step_batch(self.outcome_and_steps.take(), completion_mask.device)
+        scored = self.outcome_and_steps.take()
+        self._count_compute(scored, mode, completion_mask.device)
+        local = to_step_batch(scored, completion_mask.device)
         result = batch_advantages(local, completion_mask, group_size, self.credit, self.accelerator.process_index)
         output["advantages"] = result.advantages
         for name, value in result.metrics(self.credit).items():
@@ -143,6 +156,21 @@ class ProcessRewardGRPOTrainer(GRPOTrainer):
                 int(result.unscored.sum()),
             )
         return output
+
+    def _count_compute(self, scored: list[ScoredCompletion], mode: str, device) -> None:
+        """Add this batch's generated and PRM-read tokens, over all processes, to the training totals."""
+        prm_tokens = self.scorer.tokens_scored - self._prm_tokens_seen
+        self._prm_tokens_seen = self.scorer.tokens_scored
+        local = torch.tensor([[sum(c.num_tokens for c in scored), prm_tokens]], dtype=torch.long, device=device)
+        total = self.accelerator.gather(local).sum(0).tolist()  # every process joins, in eval mode too
+        if mode != "train":
+            return
+        if self.compute is None:  # a resumed run carries on from its last logged counts
+            last = next((h for h in reversed(self.state.log_history) if COMPUTE_KEYS[0] in h), {})
+            self.compute = {key: int(last.get(key, 0)) for key in COMPUTE_KEYS}
+        for key, value in zip(COMPUTE_KEYS, total):
+            self.compute[key] += int(value)
+            self._metrics[mode][key] = [self.compute[key]]
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.extra_logs:

@@ -20,6 +20,7 @@ from rewards.likelihood import (
 )
 from rewards.loading import load_vlm
 from rewards.prm import Group
+from rewards.prompt import render_prompt
 from rlvprm.models.tiny import build_tiny_model
 
 QUESTION = "<image>\nWhat is the sum of the numbers in the image?"
@@ -116,6 +117,19 @@ def test_implicit_prm_rewards_are_beta_times_the_step_log_ratio(policy, other, i
     running = ImplicitPRM(trained, ref, processor, beta=0.1).score_group(QUESTION, [images[0]], SOLUTIONS)
     for res, r in zip(running, rewards):
         assert res.step_scores == pytest.approx(running_minimum(implicit_scores(r, "step")))
+
+
+def test_num_tokens_counts_the_prompt_and_solution_per_model(policy, other, images):
+    # By hand: the policy prompt plus the solution, tokenised alone with its image; two models read
+    # it for an implicit PRM.
+    (model, processor), (trained, _) = policy, other
+    prompt = render_prompt(processor, QUESTION, 1)
+    want = [processor(text=[prompt + s], images=[[images[0]]], return_tensors="pt")["input_ids"].shape[1]
+            for s in SOLUTIONS]
+    plain = PolicyLikelihoodScorer(model, processor, batch_size=2).score_group(QUESTION, [images[0]], SOLUTIONS)
+    implicit = ImplicitPRM(trained, model, processor, batch_size=2).score_group(QUESTION, [images[0]], SOLUTIONS)
+    assert [r.num_tokens for r in plain] == want
+    assert [r.num_tokens for r in implicit] == [2 * n for n in want]
 
 
 def test_implicit_prm_against_itself_scores_one_half(policy, images):

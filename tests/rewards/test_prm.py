@@ -48,6 +48,17 @@ def test_batch_composition_and_padding_do_not_change_scores(prm, images):
         assert a == pytest.approx(c, abs=1e-5)
 
 
+def test_num_tokens_counts_each_whole_input_exactly(prm, images):
+    # Counted by hand: each conversation rendered and tokenised alone (no padding), images included.
+    group = [Group(QUESTION, [images[0]], SOLUTIONS), Group("What is 2 + 2?", [], ["2 + 2 = 4.\n\n\\boxed{4}"])]
+    for g, results in zip(group, prm.score_groups(group)):
+        for text, r in zip(g.solutions, results):
+            conv = build_conversation(g.question, [st.text for st in split_steps(text)], num_images=len(g.images))
+            kwargs = {"images": [list(g.images)]} if g.images else {}
+            alone = prm.backend.processor(text=[prm.backend.render(conv)], return_tensors="pt", **kwargs)
+            assert r.num_tokens == alone["input_ids"].shape[1] > 0
+
+
 def test_image_reaches_the_model(prm, images):
     a = prm.score_group(QUESTION, [images[0]], SOLUTIONS[:1])[0].step_scores
     b = prm.score_group(QUESTION, [images[1]], SOLUTIONS[:1])[0].step_scores

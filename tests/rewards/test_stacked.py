@@ -17,15 +17,17 @@ class Fixed:
 
     batch_size = 4
 
-    def __init__(self, scores, split_at="\n\n"):
+    def __init__(self, scores, split_at="\n\n", num_tokens=0):
         self.scores = scores
         self.split_at = split_at
+        self.num_tokens = num_tokens
 
     def split(self, solution):
         return split_steps(solution) if self.split_at == "\n\n" else split_steps(solution.replace(self.split_at, "\n\n"))
 
     def score_groups(self, groups):
-        return [[ScoredSolution(self.split(s), self.scores[: len(self.split(s))], 0.0) for s in g.solutions] for g in groups]
+        return [[ScoredSolution(self.split(s), self.scores[: len(self.split(s))], 0.0, self.num_tokens) for s in g.solutions]
+                for g in groups]
 
 
 def test_docstring_examples_hold():
@@ -48,11 +50,13 @@ def test_combine_by_hand():
 
 
 def test_stacked_scorer_combines_and_aggregates():
-    scorer = StackedScorer([Fixed([0.9, 0.1]), Fixed([0.5, 0.5])], [1.0, 3.0], 0.0, aggregation="min")
+    scorer = StackedScorer([Fixed([0.9, 0.1], num_tokens=30), Fixed([0.5, 0.5], num_tokens=12)], [1.0, 3.0], 0.0,
+                           aggregation="min")
     (res,) = scorer.score_group("q", [], ["a\n\nb"])
     assert [st.text for st in res.steps] == ["a", "b"]
     assert res.step_scores == pytest.approx([0.9, 0.1])  # the second component's logit is 0
     assert res.score == pytest.approx(0.1)
+    assert res.num_tokens == 42  # every component read the solution
 
 
 def test_components_that_split_differently_are_an_error():

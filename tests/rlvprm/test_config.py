@@ -41,6 +41,15 @@ def test_cli_types():
     assert demo.flag is False and demo.sizes == [5, 6] and demo.mode == "b" and demo.limit is None
 
 
+def test_a_list_option_given_twice_adds_up_and_replaces_the_recipe(tmp_path):
+    (demo,) = parse([Demo], ["--data", "x", "--sizes", "5,6", "--sizes", "7"])
+    assert demo.sizes == [5, 6, 7]
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data: in.jsonl\nsizes: [3, 4]\n")
+    (demo,) = parse([Demo], ["--config", str(recipe), "--sizes", "8"])
+    assert demo.sizes == [8]
+
+
 def test_unknown_recipe_key_lists_valid_ones(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("data: x\nstpes: 5\n")

@@ -29,6 +29,7 @@ class ChunkScorer:
     """Steps of 8 characters scored 0.9, 0.1, 0.9, ...; every 5th completion gets a NaN step."""
 
     name = "chunks"
+    tokens_scored = 0  # no model reads anything
 
     def __init__(self):
         self.calls: list[list[StepScores]] = []
@@ -98,6 +99,10 @@ def test_trainer_steps_with_dense_credit(tiny_models, world, tmp_path):
                 "rewards/outcome/mean", "advantages/within_completion_std"):
         assert key in logs[0], key
     assert logs[0]["prm/unscored"] >= 1  # the NaN completions were counted
+    # Training compute, cumulative: every completion token of each batch (the stop token included).
+    generated = [int(b["completion_mask"].sum()) for b in trainer.batches]
+    assert [h["tokens/generated"] for h in logs] == [generated[0], generated[0] + generated[1]]
+    assert [h["prm/tokens_scored"] for h in logs] == [0, 0]
     assert logs[0]["advantages/within_completion_std"] > 0
 
     # Advantages are per token, and vary inside a completion whose steps score differently.
@@ -131,6 +136,7 @@ def test_trainer_with_a_real_prm_on_text_only_prompts(tiny_models, tmp_path):
     log = next(h for h in trainer.state.log_history if "loss" in h)
     assert math.isfinite(log["loss"])
     assert log["steps/no_steps_frac"] < 1
+    assert log["prm/tokens_scored"] == trainer.scorer.tokens_scored > 0  # what the PRM read, one process
     assert 0 <= log["prm/step_score_mean"] <= 1
 
 
