@@ -74,7 +74,7 @@ class DemoConfig:
     grpo_steps: int = field(4, min=1, help="steps of each short live GRPO run (not --from-scratch)")
     grpo_prompts: int = field(4, min=1, help="prompts per step of the short live GRPO runs")
     grpo_generations: int = field(4, min=2, help="completions per prompt of the short live GRPO runs")
-    served_prompts: int = field(100000, min=1, help="compare: prompts an RL policy serves, over which its training "
+    served_prompts: int = field(10000, min=1, help="compare: prompts an RL policy serves, over which its training "
                                                     "compute is amortised")
     threads: int = field(1, min=0, help="torch CPU threads (0: torch's default). One is the default: a tiny model "
                                         "gains little from more, and on a busy machine two threads per process made "
@@ -193,7 +193,7 @@ def main(cfg: DemoConfig) -> dict:
     rl = ({f"grpo-{arm}": r["path"] for arm, r in grpo["runs"].items()} if cfg.from_scratch
           else {name: str(path) for name, path in st.SHIPPED_RL.items()})
     stage("compare", {**sampling, "rl": rl, "served_prompts": cfg.served_prompts},
-          lambda d: st.compare(cfg, world, policy, prm, rl, d),
+          lambda d: st.compare(cfg, world, str(policy if cfg.from_scratch else st.SHIPPED_POLICY), prm, rl, d),
           lambda r: "accuracy against compute of every method written", after=["bon", "grpo"])
 
     total = time.time() - t_start

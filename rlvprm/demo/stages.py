@@ -179,10 +179,11 @@ def grpo(cfg, world_dir: Path, policy_dir: Path, prm_path: str, out: Path) -> di
     return {"full_recipe": full, "runs": runs}
 
 
-def compare(cfg, world_dir: Path, policy_dir: Path, prm_path: str, rl: dict[str, str], out: Path) -> dict:
-    """``rlvprm compare``: base policy with Best-of-N against the RL policies, and the two combined."""
-    argv = ["--base", str(policy_dir), "--data", str(world_dir / "heldout.jsonl"), "--image-root", str(world_dir),
-            "--prm", prm_path, "--out", str(out), "--limit", str(cfg.eval_prompts), "--n", str(cfg.k),
+def compare(cfg, world_dir: Path, base: str, prm_path: str, rl: dict[str, str], out: Path) -> dict:
+    """``rlvprm compare`` (its recipe): Best-of-N on the base policy against the RL policies, and both combined."""
+    argv = ["--config", str(RECIPES / "compare" / "visual-arith.yaml"), "--base", base,
+            "--data", str(world_dir / "heldout.jsonl"), "--image-root", str(world_dir), "--prm", prm_path,
+            "--out", str(out), "--limit", str(cfg.eval_prompts), "--n", str(cfg.k),
             "--max-new-tokens", str(cfg.max_new_tokens), "--seed", str(cfg.seed), "--threads", str(cfg.threads),
             "--served-prompts", str(cfg.served_prompts)]
     for name, path in rl.items():
