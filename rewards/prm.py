@@ -6,6 +6,11 @@ conversation with ``+`` placeholders, and scored in one forward pass: the step s
 ``softmax([logit(+), logit(-)])[0]`` at the position that predicts each placeholder. Batches are
 right-padded; the scores do not depend on batch composition (tested).
 
+The candidates of a group share system prompt, images and question: by default (``shared_prefix``)
+a backend that can (``group_step_logits``) runs that token prefix and the vision encoder once per
+group and scores the candidates' suffixes on its cache (``rewards.shared_prefix``), with the same
+scores; groups it cannot share, and groups of one, are batched across groups as before.
+
 Left out here: generation and data loading (``rlvprm``), and the likelihood-based scorers.
 """
 
@@ -75,15 +80,18 @@ class ProcessRewardModel:
         batch_size: int = 8,
         orm: bool = False,
         step_split: str | None = None,
+        shared_prefix: bool = True,
     ):
         """``step_split``: ``rlvprm`` or ``released`` (``rewards.steps``); by default the backend's
         (``released`` for the released checkpoints' remote-code backend, so they score the steps
-        their own code scores; ``rlvprm`` otherwise)."""
+        their own code scores; ``rlvprm`` otherwise). ``shared_prefix``: score each group on its
+        shared token prefix where the backend can (module docstring); off: every candidate whole."""
         self.backend = backend
         self.max_steps = max_steps
         self.aggregation = aggregation
         self.batch_size = batch_size
         self.orm = orm
+        self.shared_prefix = shared_prefix
         self.step_split = step_split or getattr(backend, "default_step_split", "rlvprm")
         if self.step_split not in SPLITS:
             raise ValueError(f"unknown step split {self.step_split!r}; use one of {', '.join(SPLITS)}")
@@ -111,7 +119,7 @@ class ProcessRewardModel:
         ``trust_remote_code=True``) or ``auto``. ``revision`` and ``token``: as in
         ``from_pretrained``, for a hub id.
         Remaining keyword arguments go to :class:`ProcessRewardModel` (``max_steps``,
-        ``aggregation``, ``batch_size``, ``orm``, ``step_split``).
+        ``aggregation``, ``batch_size``, ``orm``, ``step_split``, ``shared_prefix``).
         """
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
@@ -184,11 +192,28 @@ class ProcessRewardModel:
         for g, group in enumerate(groups):
             for steps, conv in self.prepare(group):
                 items.append((g, steps, conv, group.images))
-        probs = self._step_probs([(conv, images) for _, _, conv, images in items])
+        probs: list[list[float] | None] = [None] * len(items)
+        if self.shared_prefix and hasattr(self.backend, "group_step_logits"):
+            for g, group in enumerate(groups):
+                idx = [i for i, item in enumerate(items) if item[0] == g]
+                if len(idx) > 1:
+                    for i, p in zip(idx, self._group_probs(group, [items[i][2] for i in idx]) or []):
+                        probs[i] = p
+        rest = [i for i, p in enumerate(probs) if p is None]
+        for i, p in zip(rest, self._step_probs([(items[i][2], items[i][3]) for i in rest])):
+            probs[i] = p
         out: list[list[ScoredSolution]] = [[] for _ in groups]
         for (g, steps, _, _), p in zip(items, probs):
             out[g].append(ScoredSolution(steps, p, aggregate(p, self.aggregation)))
         return out
+
+    def _group_probs(self, group: Group, convs: list[Conversation]) -> list[list[float]] | None:
+        """P(+) per step of each candidate of one group on its shared prefix; None: the backend cannot."""
+        logits = self.backend.group_step_logits(convs, group.images, self.batch_size)
+        if logits is None:
+            return None
+        p = torch.softmax(logits, dim=-1)[..., 0].cpu()
+        return [p[row, : conv.num_steps].tolist() for row, conv in enumerate(convs)]
 
     def _step_probs(self, items: list[tuple[Conversation, Sequence[Image.Image]]]) -> list[list[float]]:
         """P(+) per step for each (conversation, images), in batches of similar length."""
