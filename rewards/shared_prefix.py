@@ -133,6 +133,25 @@ def expand_rows(expanded_first: Sequence[int], rows: Sequence[Sequence[int]],
     return [head + list(r[k0:]) for r in rows]
 
 
+def group_rows_once(rows: Sequence[Sequence[int]], first: dict | None, image_ids: set[int]
+                    ) -> tuple[list[list[int]], dict[str, torch.Tensor]] | None:
+    """A group's model rows and the images' inputs, the images processed for the first row only.
+
+    ``rows``: the tokenizer's ids of the group's texts; ``first``: the processor's output for the
+    first text with the images (None without images). Returns the rows with their image blocks
+    expanded (:func:`expand_rows`) and the image inputs (the processor's tensors other than ids and
+    mask), or None when the rows do not share the images' place.
+    """
+    if first is None:
+        return [list(r) for r in rows], {}
+    expanded = expand_rows(first["input_ids"][0].tolist(), rows, image_ids)
+    if expanded is None:
+        say_once("a group's texts differ before their images end; scored one sequence each")
+        return None
+    vision = {k: v for k, v in first.items() if k not in ("input_ids", "attention_mask") and isinstance(v, torch.Tensor)}
+    return expanded, vision
+
+
 def expand_cache(cache, n: int):
     """The prefix's key/value cache (batch 1) as a fresh cache of batch ``n`` (views of the prefix)."""
     if isinstance(cache, (tuple, list)):  # legacy format: ((key, value), ...) per layer
@@ -172,22 +191,30 @@ def suffix_batch(rows: Sequence[Sequence[int]], cut: int, pad_id: int) -> tuple[
 class SharedPrefix:
     """The shared prefix of a transformers VLM, run once; :meth:`suffix_hidden` runs suffixes on it.
 
-    ``model`` is an ``...ForConditionalGeneration`` (or ``...ForCausalLM``) whose ``model`` attribute
-    is the body returning hidden states and ``lm_head`` the output layer (the transformers layout).
-    ``inputs`` are the prefix's model inputs of batch 1 (``input_ids`` ``(1, P)``, the images' inputs).
+    ``model`` is an ``...ForConditionalGeneration`` whose ``model`` attribute is the body returning
+    hidden states and whose output embeddings are the output layer (the transformers layout).
+    The prefix is ``row[:cut]`` with the images' inputs ``vision`` (the processor's tensors for
+    that row; per-token ones such as ``mm_token_type_ids`` are cut too).
     """
 
-    def __init__(self, model, inputs: dict[str, torch.Tensor]):
+    def __init__(self, model, row: Sequence[int], cut: int, vision: dict[str, torch.Tensor] | None = None):
         self.body = model.model
         self.key = cache_keyword(self.body)
+        param = next(self.body.parameters())
+        inputs = {"input_ids": torch.tensor([list(row[:cut])]), "attention_mask": torch.ones(1, cut, dtype=torch.long)}
+        for k, v in (vision or {}).items():
+            per_token = v.dim() == 2 and v.shape[0] == 1 and v.shape[1] == len(row)
+            inputs[k] = v[:, :cut] if per_token else v
+        inputs = {k: (v.to(param.device, param.dtype) if torch.is_floating_point(v) else v.to(param.device))
+                  for k, v in inputs.items()}
         if hasattr(self.body, "rope_deltas"):
             self.body.rope_deltas = None  # the prefix pass sets it afresh
         out = self.body(**inputs, use_cache=True)
         self.cache = output_cache(out)
-        self.length = inputs["input_ids"].shape[1]
+        self.length = cut
         deltas = getattr(self.body, "rope_deltas", None)
         # Multimodal rotary positions: the next text position is max(prefix positions) + 1.
-        self.next_position = self.length + (int(deltas.reshape(-1)[0]) if deltas is not None else 0)
+        self.next_position = cut + (int(deltas.reshape(-1)[0]) if deltas is not None else 0)
 
     def suffix_hidden(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``(n, S, H)`` last hidden states of the suffixes ``ids`` ``(n, S)`` after the prefix.
@@ -226,4 +253,30 @@ def chunked_token_logprobs(model, hidden: torch.Tensor, targets: torch.Tensor, c
     for s in range(0, hidden.shape[0], chunk):
         logits = head_logits(model, hidden[s : s + chunk]).float()  # (c, V)
         out[s : s + chunk] = logits.gather(1, targets[s : s + chunk, None]).squeeze(1) - torch.logsumexp(logits, -1)
+    return out
+
+
+def target_logprobs(model, rows: Sequence[Sequence[int]], vision: dict[str, torch.Tensor], num_targets: Sequence[int],
+                    image_ids: set[int], batch_size: int, pad_id: int = 0) -> list[torch.Tensor] | None:
+    """Per row ``b``, ``(num_targets[b],)`` log-probabilities of its last ``num_targets[b]`` tokens given the rest.
+
+    The rows (one group's, sharing ``vision``: the processor's image inputs for ``rows[0]``) run on
+    their shared prefix; None when they have none (then score them whole).
+    """
+    if not verified(model) or min(num_targets) < 1:
+        return None
+    cut = shared_cut(rows, min(len(r) - n - 1 for r, n in zip(rows, num_targets)), image_ids)
+    if cut == 0:
+        say_once("a group has no shareable token prefix; scored one sequence each")
+        return None
+    prefix = SharedPrefix(model, rows[0], cut, vision)
+    out = []
+    for s in range(0, len(rows), batch_size):
+        part, counts = rows[s : s + batch_size], num_targets[s : s + batch_size]
+        ids, mask = suffix_batch(part, cut, pad_id)
+        hidden = prefix.suffix_hidden(ids, mask)  # (n, S, H)
+        b = torch.tensor([i for i, n in enumerate(counts) for _ in range(n)])
+        t = torch.tensor([j for r, n in zip(part, counts) for j in range(len(r) - n - cut, len(r) - cut)])
+        lp = chunked_token_logprobs(model, hidden[b, t - 1], ids[b, t].to(hidden.device))
+        out.extend(lp.split(list(counts)))
     return out

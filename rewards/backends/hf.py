@@ -44,7 +44,7 @@ from rewards.likelihood_feature import (
 from rewards.shared_prefix import (
     SharedPrefix,
     chunked_token_logprobs,
-    expand_rows,
+    group_rows_once,
     head_logits,
     image_token_ids,
     say_once,
@@ -206,17 +206,8 @@ class HFBackend:
         for conv in conversations:
             check_markup(conv, self.markers)
         texts = [self.render(c) for c in conversations]
-        rows = [list(r) for r in self.tokenizer(texts)["input_ids"]]
-        if not images:
-            return rows, {}
-        first = self.process(texts[:1], [images])
-        ids0 = first["input_ids"][0].tolist()
-        expanded = expand_rows(ids0, rows, self.image_ids)
-        if expanded is None:
-            return None
-        # Per-token inputs (mm_token_type_ids) belong to the first row; the rest are the images'.
-        vision = {k: v for k, v in first.items() if k not in ("input_ids", "attention_mask") and isinstance(v, torch.Tensor)}
-        return expanded, vision
+        rows = self.tokenizer(texts)["input_ids"]
+        return group_rows_once(rows, self.process(texts[:1], [images]) if images else None, self.image_ids)
 
     @torch.inference_mode()
     def group_step_logits(self, conversations: Sequence[Conversation], images: Sequence[Image.Image],
@@ -230,7 +221,6 @@ class HFBackend:
             return None
         found = self.group_rows(conversations, images)
         if found is None:
-            say_once("a group's conversations differ before their images end; scored one sequence each")
             return None
         rows, vision = found
         read, spans = self.locate(rows, conversations)
@@ -241,14 +231,8 @@ class HFBackend:
             say_once("a group has no shareable token prefix (an image token after the first read position?); "
                      "scored one sequence each")
             return None
-        device, dtype = self.device, self.model.dtype
-        prefix_inputs = {"input_ids": torch.tensor([rows[0][:cut]]), "attention_mask": torch.ones(1, cut, dtype=torch.long)}
-        for k, v in vision.items():
-            per_token = v.dim() == 2 and v.shape[0] == 1 and v.shape[1] == len(rows[0])
-            prefix_inputs[k] = v[:, :cut] if per_token else v
-        prefix_inputs = {k: (v.to(device, dtype) if torch.is_floating_point(v) else v.to(device))
-                         for k, v in prefix_inputs.items()}
-        prefix = SharedPrefix(self.model, prefix_inputs)
+        prefix = SharedPrefix(self.model, rows[0], cut, vision)
+        device = self.device
         steps = max(len(r) for r in read)
         result = torch.zeros(len(rows), steps, 2, device=device)
         for s in range(0, len(rows), batch_size):
