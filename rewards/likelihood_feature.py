@@ -87,6 +87,13 @@ def find_step_spans(
     """
     spans = []
     lower = 0
+    pieces: dict[int, str] = {}
+
+    def piece(t: int) -> str:  # one token's decoding, once per token id
+        if t not in pieces:
+            pieces[t] = decode([t])
+        return pieces[t]
+
     for k, (p, step) in enumerate(zip(read_positions, steps)):
         stop = p - header_len + 1
         target = step.strip()
@@ -94,30 +101,30 @@ def find_step_spans(
         def holds(a: int, b: int) -> bool:
             return target in decode(list(ids[a:b]))
 
-        start = _last_start(decode, ids, lower, stop, target, holds)
+        start = _last_start(decode, piece, ids, lower, stop, target, holds)
         if start is None:
             raise InputError(f"step {k + 1}'s text was not found among its tokens (the chat template changed it?)")
-        end = stop if start == stop else _first_end(decode, ids, start, stop, target, holds)
+        end = stop if start == stop else _first_end(decode, piece, ids, start, stop, target, holds)
         spans.append((start, end))
         lower = p + 2  # after this step's placeholder
     return spans
 
 
-def _piece_starts(decode, ids: Sequence[int], a: int, b: int) -> tuple[str, list[int]] | None:
+def _piece_starts(decode, piece, ids: Sequence[int], a: int, b: int) -> tuple[str, list[int]] | None:
     """``decode(ids[a:b])`` and the character where each token's piece starts in it, or None when
     the per-token pieces do not add up to the decoding (merged bytes, a tokenizer's leading space)."""
-    pieces = [decode([t]) for t in ids[a:b]]
+    pieces = [piece(t) for t in ids[a:b]]
     text = decode(list(ids[a:b]))
     if "".join(pieces) != text:
         return None
     starts, pos = [], 0
-    for piece in pieces:
+    for part in pieces:
         starts.append(pos)
-        pos += len(piece)
+        pos += len(part)
     return text, starts
 
 
-def _last_start(decode, ids, lower: int, stop: int, target: str, holds) -> int | None:
+def _last_start(decode, piece, ids, lower: int, stop: int, target: str, holds) -> int | None:
     """The largest ``s`` in ``[lower, stop]`` with ``holds(s, stop)``, or None."""
     if holds(stop, stop):
         return stop
@@ -129,7 +136,7 @@ def _last_start(decode, ids, lower: int, stop: int, target: str, holds) -> int |
         if good == lower:
             return None
         bad, width = good, 2 * width
-    found = _piece_starts(decode, ids, good, stop)
+    found = _piece_starts(decode, piece, ids, good, stop)
     if found is not None:  # the token holding the last occurrence's first character
         text, starts = found
         at = text.rfind(target)
@@ -145,9 +152,9 @@ def _last_start(decode, ids, lower: int, stop: int, target: str, holds) -> int |
     return good
 
 
-def _first_end(decode, ids, start: int, stop: int, target: str, holds) -> int:
+def _first_end(decode, piece, ids, start: int, stop: int, target: str, holds) -> int:
     """The smallest ``e`` in ``[start + 1, stop]`` with ``holds(start, e)`` (``holds(start, stop)`` is known)."""
-    found = _piece_starts(decode, ids, start, stop)
+    found = _piece_starts(decode, piece, ids, start, stop)
     if found is not None:  # the token holding the first occurrence's last character
         text, starts = found
         last = text.find(target) + len(target) - 1
