@@ -50,6 +50,7 @@ from PIL import Image
 from rewards.aggregate import aggregate, parse_aggregation
 from rewards.prm import Group, ScoredSolution, given_steps, resolve_device, resolve_dtype
 from rewards.prompt import render_prompt
+from rewards.shared_prefix import group_rows_once, image_token_ids, target_logprobs
 from rewards.steps import Step, join_steps, split_steps
 
 SCORE_KINDS = ("step_prob", "mean_token_prob", "min_token_prob")
@@ -165,31 +166,68 @@ def encode_solutions(
     Raises ``ValueError`` when a batch mixes rows with and without images, or when the processor
     tokenises a solution differently from the tokenizer (the token-to-step map would then be wrong).
     """
-    tokenizer = processor.tokenizer
-    texts, steps_all, ids_all, offsets_all, ranges_all = [], [], [], [], []
-    for question, images, solution in rows:
-        prompt = render_prompt(processor, question, len(images))
-        text, steps = solution_steps(solution, max_steps)
-        enc = tokenizer(prompt + text, add_special_tokens=False, return_offsets_mapping=True)
-        first, ranges = step_token_map(enc["offset_mapping"], len(prompt), steps)
-        texts.append(prompt + text)
-        steps_all.append(steps)
-        ids_all.append(enc["input_ids"][first:])
-        offsets_all.append([(s - len(prompt), e - len(prompt)) for s, e in enc["offset_mapping"][first:]])
-        ranges_all.append([range(r.start - first, r.stop - first) for r in ranges])
+    texts, _, enc = tokenize_solutions(processor, rows, max_steps)
     with_images = [len(r[1]) > 0 for r in rows]
     kwargs = {}
     if any(with_images):
         if not all(with_images):
             raise ValueError("a batch mixes solutions with and without images; score them apart")
         kwargs["images"] = [list(r[1]) for r in rows]
-    enc = processor(text=texts, padding=True, padding_side="left", return_tensors="pt", **kwargs)
-    for row, sol_ids in zip(enc["input_ids"].tolist(), ids_all):
+    out = processor(text=texts, padding=True, padding_side="left", return_tensors="pt", **kwargs)
+    for row, sol_ids in zip(out["input_ids"].tolist(), enc.token_ids):
         # Image placeholders expand before the solution, so its tokens must end the row.
         if sol_ids and row[-len(sol_ids) :] != sol_ids:
             raise ValueError("the processor tokenised the solution differently from the tokenizer")
-    inputs = {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
-    return EncodedSolutions(inputs, steps_all, ids_all, offsets_all, ranges_all)
+    enc.inputs = {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+    return enc
+
+
+def tokenize_solutions(processor, rows: Sequence[tuple[str, Sequence[Image.Image], Solution]],
+                       max_steps: int | None = None) -> tuple[list[str], list[list[int]], EncodedSolutions]:
+    """``(texts, token rows, encoding without inputs)``: each row's prompt + solution text, its
+    tokenizer ids (images still one placeholder each) and its solution tokens divided into steps."""
+    tokenizer = processor.tokenizer
+    texts, full, steps_all, ids_all, offsets_all, ranges_all = [], [], [], [], [], []
+    for question, images, solution in rows:
+        prompt = render_prompt(processor, question, len(images))
+        text, steps = solution_steps(solution, max_steps)
+        enc = tokenizer(prompt + text, add_special_tokens=False, return_offsets_mapping=True)
+        first, ranges = step_token_map(enc["offset_mapping"], len(prompt), steps)
+        texts.append(prompt + text)
+        full.append(list(enc["input_ids"]))
+        steps_all.append(steps)
+        ids_all.append(enc["input_ids"][first:])
+        offsets_all.append([(s - len(prompt), e - len(prompt)) for s, e in enc["offset_mapping"][first:]])
+        ranges_all.append([range(r.start - first, r.stop - first) for r in ranges])
+    return texts, full, EncodedSolutions({}, steps_all, ids_all, offsets_all, ranges_all)
+
+
+def shared_prefix_values(models: Sequence, processor, question: str, images: Sequence[Image.Image],
+                         solutions: Sequence[Solution], max_steps: int | None, batch_size: int
+                         ) -> list[StepLogprobs] | None:
+    """Each solution's token log-probabilities under ``models[0]`` (minus those under ``models[1]``:
+    an implicit PRM's log-ratio), the group's prompt and images run once (``rewards.shared_prefix``).
+
+    None when the group cannot share a prefix (then score it with :func:`token_logprobs`).
+    """
+    texts, rows, enc = tokenize_solutions(processor, [(question, images, s) for s in solutions], max_steps)
+    image_ids = image_token_ids(models[0].config)
+    first = processor(text=texts[:1], images=[list(images)], return_tensors="pt") if images else None
+    found = group_rows_once(rows, first, image_ids)
+    if found is None:
+        return None
+    rows, vision = found
+    counts = [len(t) for t in enc.token_ids]
+    pad = processor.tokenizer.pad_token_id or 0
+    values = [target_logprobs(m, rows, vision, counts, image_ids, batch_size, pad) for m in models]
+    if any(v is None for v in values):
+        return None
+    if len(models) > 1:
+        values = [[a - b.to(a.device) for a, b in zip(values[0], values[1])]]
+    # input_tokens: the whole row's length, as the one-sequence path counts it (the prefix is read once
+    # per group here, but a solution's count stays what scoring it alone reads).
+    return [StepLogprobs(enc.steps[b], list(enc.token_ids[b]), enc.token_offsets[b], v.tolist(), enc.step_tokens[b],
+                         len(rows[b])) for b, v in enumerate(values[0])]
 
 
 def token_logprobs(model, inputs: dict[str, torch.Tensor], num_tokens: int) -> torch.Tensor:
@@ -220,17 +258,24 @@ def solution_logprobs(
     solutions: Sequence[Solution],
     max_steps: int | None = None,
     batch_size: int = 8,
+    shared_prefix: bool = True,
 ) -> list[StepLogprobs]:
     """Token log-probabilities of each solution under the policy, divided into steps.
 
     One teacher-forced forward pass per batch of ``batch_size`` solutions; the solutions share the
-    question and images (a Best-of-N or RL group). A solution given as a list of steps is scored
-    step for step (joined by the separator), never re-split.
+    question and images (a Best-of-N or RL group), and with ``shared_prefix`` (where the model
+    allows) their common prompt prefix and images run once (:func:`shared_prefix_values`). A
+    solution given as a list of steps is scored step for step (joined by the separator), never
+    re-split.
     """
     was_training = model.training
     model.eval()
     results: list[StepLogprobs] = []
     try:
+        if shared_prefix and len(solutions) > 1:
+            found = shared_prefix_values([model], processor, question, images, solutions, max_steps, batch_size)
+            if found is not None:
+                return found
         for start in range(0, len(solutions), batch_size):
             enc = encode_solutions(processor, [(question, images, s) for s in solutions[start : start + batch_size]],
                                    max_steps)
@@ -336,10 +381,12 @@ class _LikelihoodScorer:
 
     models_per_pass = 1  # models that read every row (for ``ScoredSolution.num_tokens``)
 
-    def __init__(self, processor, aggregation: str, max_steps: int | None, batch_size: int, orm: bool = False):
+    def __init__(self, processor, aggregation: str, max_steps: int | None, batch_size: int, orm: bool = False,
+                 shared_prefix: bool = True):
         parse_aggregation(aggregation)  # raises with the valid names
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        self.shared_prefix = shared_prefix  # score a group on its shared prompt prefix (rewards.shared_prefix)
         self.processor = processor
         self.aggregation = aggregation
         self.max_steps = max_steps
@@ -449,7 +496,7 @@ class PolicyLikelihoodScorer(_LikelihoodScorer):
 
     def _step_values(self, group: Group) -> list[StepLogprobs]:
         return solution_logprobs(self.model, self.processor, group.question, group.images, group.solutions,
-                                 self.max_steps, self.batch_size)
+                                 self.max_steps, self.batch_size, self.shared_prefix)
 
     def _scores(self, result: StepLogprobs) -> list[float]:
         return likelihood_step_scores(result, self.kind, self.running_min)
@@ -537,6 +584,11 @@ class ImplicitPRM(_LikelihoodScorer):
         results: list[StepLogprobs] = []
         try:
             sols = list(group.solutions)
+            if self.shared_prefix and len(sols) > 1:
+                found = shared_prefix_values([self.model, self.reference], self.processor, group.question,
+                                             group.images, sols, self.max_steps, self.batch_size)
+                if found is not None:
+                    return found
             for start in range(0, len(sols), self.batch_size):
                 rows = [(group.question, group.images, s) for s in sols[start : start + self.batch_size]]
                 enc = encode_solutions(self.processor, rows, self.max_steps)

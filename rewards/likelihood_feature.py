@@ -76,6 +76,10 @@ def find_step_spans(
     The span is the shortest run of tokens there whose decoding contains the stripped step text, so
     a token merged across the text's boundary is included and markup is not.
 
+    The search decodes O(n) tokens for a step of n tokens in the usual case (windows doubling back
+    from the header, then one candidate read off per-token pieces and checked), O(n log n) when the
+    pieces do not line up with the decoding (a bisection); never the O(n^2) of growing windows.
+
     >>> vocab = {1: "<u>", 2: "3+4", 3: "=7", 4: "</u>", 5: "<a>", 6: "+"}
     >>> dec = lambda ids: "".join(vocab[i] for i in ids)
     >>> find_step_spans(dec, [1, 2, 3, 4, 5, 6, 1, 3, 4, 5, 6], [4, 9], 1, ["3+4=7", "=7"])
@@ -83,25 +87,121 @@ def find_step_spans(
     """
     spans = []
     lower = 0
+    pieces: dict[int, str] = {}
+
+    def piece(t: int) -> str:  # one token's decoding, once per token id
+        if t not in pieces:
+            pieces[t] = decode([t])
+        return pieces[t]
+
     for k, (p, step) in enumerate(zip(read_positions, steps)):
         stop = p - header_len + 1
         target = step.strip()
-        start = stop
-        while start > lower and target not in decode(list(ids[start:stop])):
-            start -= 1
-        if target not in decode(list(ids[start:stop])):
+
+        def holds(a: int, b: int) -> bool:
+            return target in decode(list(ids[a:b]))
+
+        start = _last_start(decode, piece, ids, lower, stop, target, holds)
+        if start is None:
             raise InputError(f"step {k + 1}'s text was not found among its tokens (the chat template changed it?)")
-        end = stop
-        while end - 1 > start and target in decode(list(ids[start : end - 1])):
-            end -= 1
+        end = stop if start == stop else _first_end(decode, piece, ids, start, stop, target, holds)
         spans.append((start, end))
         lower = p + 2  # after this step's placeholder
     return spans
 
 
+def _piece_starts(decode, piece, ids: Sequence[int], a: int, b: int) -> tuple[str, list[int]] | None:
+    """``decode(ids[a:b])`` and the character where each token's piece starts in it, or None when
+    the per-token pieces do not add up to the decoding (merged bytes, a tokenizer's leading space)."""
+    pieces = [piece(t) for t in ids[a:b]]
+    text = decode(list(ids[a:b]))
+    if "".join(pieces) != text:
+        return None
+    starts, pos = [], 0
+    for part in pieces:
+        starts.append(pos)
+        pos += len(part)
+    return text, starts
+
+
+def _last_start(decode, piece, ids, lower: int, stop: int, target: str, holds) -> int | None:
+    """The largest ``s`` in ``[lower, stop]`` with ``holds(s, stop)``, or None."""
+    if holds(stop, stop):
+        return stop
+    bad, width = stop, 1
+    while True:  # windows doubling back from stop: O(n) tokens decoded in all
+        good = max(lower, stop - width)
+        if holds(good, stop):
+            break
+        if good == lower:
+            return None
+        bad, width = good, 2 * width
+    found = _piece_starts(decode, piece, ids, good, stop)
+    if found is not None:  # the token holding the last occurrence's first character
+        text, starts = found
+        at = text.rfind(target)
+        s = good + max(j for j, c in enumerate(starts) if c <= at)
+        if holds(s, stop) and (s + 1 > stop or not holds(s + 1, stop)):
+            return s
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        if holds(mid, stop):
+            good = mid
+        else:
+            bad = mid
+    return good
+
+
+def _first_end(decode, piece, ids, start: int, stop: int, target: str, holds) -> int:
+    """The smallest ``e`` in ``[start + 1, stop]`` with ``holds(start, e)`` (``holds(start, stop)`` is known)."""
+    found = _piece_starts(decode, piece, ids, start, stop)
+    if found is not None:  # the token holding the first occurrence's last character
+        text, starts = found
+        last = text.find(target) + len(target) - 1
+        e = start + 1 + max(j for j, c in enumerate(starts) if c <= max(last, 0))
+        if holds(start, e) and (e - 1 <= start or not holds(start, e - 1)):
+            return e
+    good, bad = stop, start  # holds(start, good); the answer is in (bad, good]
+    while good - bad > 1:
+        mid = (good + bad) // 2
+        if mid > start and holds(start, mid):
+            good = mid
+        else:
+            bad = mid
+    return good
+
+
 def feature_positions(spans: Sequence[Sequence[tuple[int, int]]]) -> list[int]:
     """Positions whose logits predict a step token (``t - 1`` for every token ``t`` of every span)."""
     return sorted({t - 1 for row in spans for start, end in row for t in range(start, end)})
+
+
+def span_tokens(spans: Sequence[Sequence[tuple[int, int]]]) -> list[tuple[int, int]]:
+    """``(row, token position)`` of every token of every span, row by row and step by step.
+
+    >>> span_tokens([[(1, 3)], [(2, 3), (5, 6)]])
+    [(0, 1), (0, 2), (1, 2), (1, 5)]
+    """
+    return [(i, t) for i, row in enumerate(spans) for start, end in row for t in range(start, end)]
+
+
+def step_minima(token_logprobs: torch.Tensor, spans: Sequence[Sequence[tuple[int, int]]]) -> torch.Tensor:
+    """``(B, S)``: each step's least likely token (0 for padded steps) from ``token_logprobs``
+    ``(K,)``, the log-probabilities of the :func:`span_tokens` of ``spans`` in that order."""
+    steps = max((len(row) for row in spans), default=0)
+    out = torch.zeros(len(spans), steps, device=token_logprobs.device)
+    k = 0
+    for i, row in enumerate(spans):
+        for j, (start, end) in enumerate(row):
+            out[i, j] = token_logprobs[k : k + end - start].min()
+            k += end - start
+    return out
+
+
+def running_min_of_tokens(token_logprobs: torch.Tensor, spans: Sequence[Sequence[tuple[int, int]]]) -> torch.Tensor:
+    """``(B, S)`` feature ``f_k`` (running minimum over steps) from the span tokens' log-probabilities."""
+    per_step = step_minima(token_logprobs, spans)
+    return torch.cummin(per_step, dim=1).values if per_step.shape[1] else per_step
 
 
 def step_min_logprobs(
@@ -111,19 +211,19 @@ def step_min_logprobs(
 
     ``logits`` ``(B, K, V)`` are the model's logits at the sorted positions ``keep`` ``(K,)``, which
     must include :func:`feature_positions` of ``spans``; ``input_ids`` ``(B, L)``. Differentiable in
-    ``logits``.
+    ``logits``. (Scoring does not hold ``B x K x V`` logits: ``rewards.backends.hf`` computes the
+    span tokens' log-probabilities from hidden states a chunk at a time, then :func:`step_minima`.)
     """
-    steps = max((len(row) for row in spans), default=0)
-    out = torch.zeros(len(spans), steps, device=logits.device)
-    keep = keep.to(logits.device)
-    for i, row in enumerate(spans):
-        for k, (start, end) in enumerate(row):
-            targets = input_ids[i, start:end].to(logits.device)
-            at = torch.searchsorted(keep, torch.arange(start - 1, end - 1, device=logits.device))
-            rows = logits[i, at].float()  # (n, V)
-            logp = rows.gather(1, targets[:, None]).squeeze(1) - torch.logsumexp(rows, dim=-1)
-            out[i, k] = logp.min()
-    return out
+    pairs = span_tokens(spans)
+    if not pairs:
+        return torch.zeros(len(spans), max((len(r) for r in spans), default=0), device=logits.device)
+    b = torch.tensor([i for i, _ in pairs], device=logits.device)
+    t = torch.tensor([p for _, p in pairs], device=logits.device)
+    at = torch.searchsorted(keep.to(logits.device), t - 1)
+    rows = logits[b, at].float()  # (K', V)
+    targets = input_ids.to(logits.device)[b, t]
+    logp = rows.gather(1, targets[:, None]).squeeze(1) - torch.logsumexp(rows, dim=-1)
+    return step_minima(logp, spans)
 
 
 def running_min_feature(
@@ -138,9 +238,7 @@ def running_min_feature(
     [-0.0, -1.386]
     """
     per_step = step_min_logprobs(logits, keep, input_ids, spans)
-    if per_step.shape[1] == 0:
-        return per_step
-    return torch.cummin(per_step, dim=1).values
+    return torch.cummin(per_step, dim=1).values if per_step.shape[1] else per_step
 
 
 def add_feature(plus_minus: torch.Tensor, feature: torch.Tensor, config: LikelihoodFeature) -> torch.Tensor:

@@ -6,6 +6,11 @@ conversation with ``+`` placeholders, and scored in one forward pass: the step s
 ``softmax([logit(+), logit(-)])[0]`` at the position that predicts each placeholder. Batches are
 right-padded; the scores do not depend on batch composition (tested).
 
+The candidates of a group share system prompt, images and question: by default (``shared_prefix``)
+a backend that can (``group_step_logits``) runs that token prefix and the vision encoder once per
+group and scores the candidates' suffixes on its cache (``rewards.shared_prefix``), with the same
+scores; groups it cannot share, and groups of one, are batched across groups as before.
+
 Left out here: generation and data loading (``rlvprm``), and the likelihood-based scorers.
 """
 
@@ -79,15 +84,18 @@ class ProcessRewardModel:
         batch_size: int = 8,
         orm: bool = False,
         step_split: str | None = None,
+        shared_prefix: bool = True,
     ):
         """``step_split``: ``rlvprm`` or ``released`` (``rewards.steps``); by default the backend's
         (``released`` for the released checkpoints' remote-code backend, so they score the steps
-        their own code scores; ``rlvprm`` otherwise)."""
+        their own code scores; ``rlvprm`` otherwise). ``shared_prefix``: score each group on its
+        shared token prefix where the backend can (module docstring); off: every candidate whole."""
         self.backend = backend
         self.max_steps = max_steps
         self.aggregation = aggregation
         self.batch_size = batch_size
         self.orm = orm
+        self.shared_prefix = shared_prefix
         self.step_split = step_split or getattr(backend, "default_step_split", "rlvprm")
         if self.step_split not in SPLITS:
             raise ValueError(f"unknown step split {self.step_split!r}; use one of {', '.join(SPLITS)}")
@@ -120,7 +128,7 @@ class ProcessRewardModel:
         backend is the format rlvprm's own training writes, whose checkpoint prompt is the training
         prompt. The choice is logged and kept in :attr:`prompt_info`.
         Remaining keyword arguments go to :class:`ProcessRewardModel` (``max_steps``,
-        ``aggregation``, ``batch_size``, ``orm``, ``step_split``).
+        ``aggregation``, ``batch_size``, ``orm``, ``step_split``, ``shared_prefix``).
         """
         from rewards.backends.internvl_prompt import PRM_PROMPTS
 
@@ -206,11 +214,33 @@ class ProcessRewardModel:
         for g, group in enumerate(groups):
             for steps, conv in self.prepare(group):
                 items.append((g, steps, conv, group.images))
-        probs, lengths = self._step_probs([(conv, images) for _, _, conv, images in items])
+        probs: list[list[float] | None] = [None] * len(items)
+        lengths = [0] * len(items)
+        if self.shared_prefix and hasattr(self.backend, "group_step_logits"):
+            for g, group in enumerate(groups):
+                idx = [i for i, item in enumerate(items) if item[0] == g]
+                if len(idx) > 1:
+                    found = self._group_probs(group, [items[i][2] for i in idx])
+                    for i, p, n in zip(idx, *(found or ([], []))):
+                        probs[i], lengths[i] = p, n
+        rest = [i for i, p in enumerate(probs) if p is None]
+        rest_probs, rest_lengths = self._step_probs([(items[i][2], items[i][3]) for i in rest])
+        for i, p, n in zip(rest, rest_probs, rest_lengths):
+            probs[i], lengths[i] = p, n
         out: list[list[ScoredSolution]] = [[] for _ in groups]
         for (g, steps, _, _), p, n in zip(items, probs, lengths):
             out[g].append(ScoredSolution(steps, p, aggregate(p, self.aggregation), n))
         return out
+
+    def _group_probs(self, group: Group, convs: list[Conversation]) -> tuple[list[list[float]], list[int]] | None:
+        """P(+) per step of each candidate of one group on its shared prefix, and each one's whole input
+        length in tokens (what scoring it alone reads); None: the backend cannot."""
+        found = self.backend.group_step_logits(convs, group.images, self.batch_size)
+        if found is None:
+            return None
+        logits, lengths = found
+        p = torch.softmax(logits, dim=-1)[..., 0].cpu()
+        return [p[row, : conv.num_steps].tolist() for row, conv in enumerate(convs)], lengths
 
     def _step_probs(self, items: list[tuple[Conversation, Sequence[Image.Image]]]) -> tuple[list[list[float]], list[int]]:
         """P(+) per step for each (conversation, images), in batches of similar length, and each one's

@@ -4,7 +4,14 @@ Conversations are rendered with the processor's own chat template (content items
 image), so Qwen2-VL, Qwen2.5-VL, Qwen3-VL, InternVL-hf, LLaVA-family, Idefics3/SmolVLM and Gemma 3
 all work as long as their template renders a system turn. Logits are computed only at the read
 positions (``logits_to_keep``), never for the whole vocabulary at every token; with a likelihood
-feature (``rewards.likelihood_feature``) also at the positions that predict the steps' tokens.
+feature (``rewards.likelihood_feature``) also at the positions that predict the steps' tokens, a
+chunk of positions at a time.
+
+A group's conversations (one question, its images, N solutions) are scored on their shared token
+prefix (``rewards.shared_prefix``): :meth:`HFBackend.group_step_logits` runs the images and the
+prefix once and the N suffixes in batches on its cache, for the model types verified against
+whole-sequence scores; other models are scored one sequence each, as :meth:`HFBackend.step_logits`
+does.
 """
 
 from __future__ import annotations
@@ -31,6 +38,19 @@ from rewards.likelihood_feature import (
     feature_positions,
     find_step_spans,
     running_min_feature,
+    running_min_of_tokens,
+    span_tokens,
+)
+from rewards.shared_prefix import (
+    SharedPrefix,
+    chunked_token_logprobs,
+    group_rows_once,
+    head_logits,
+    image_token_ids,
+    say_once,
+    shared_cut,
+    suffix_batch,
+    verified,
 )
 
 
@@ -65,6 +85,7 @@ class HFBackend:
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id
+        self.image_ids = image_token_ids(model.config) if model is not None else set()
 
     @property
     def device(self) -> torch.device:
@@ -81,30 +102,38 @@ class HFBackend:
             check_markup(conv, self.markers)
         texts = [self.render(c) for c in conversations]
         has_images = [len(imgs) > 0 for imgs in images]
-        kwargs = {}
-        if any(has_images):
-            if not all(has_images):
-                raise InputError("a batch mixes conversations with and without images; score them apart")
-            kwargs["images"] = [[to_rgb(im) for im in imgs] for imgs in images]
+        if any(has_images) and not all(has_images):
+            raise InputError("a batch mixes conversations with and without images; score them apart")
+        enc = self.process(texts, images if any(has_images) else None)
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        rows = [ids[i, :n].tolist() for i, n in enumerate(mask.sum(1).tolist())]
+        read, spans = self.locate(rows, conversations, step_spans)
+        return EncodedBatch(dict(enc), read, [len(r) for r in rows], spans)
+
+    def process(self, texts: list[str], images: Sequence[Sequence[Image.Image]] | None) -> dict:
+        """The processor's right-padded tensors for ``texts`` (and their images)."""
+        kwargs = {"images": [[to_rgb(im) for im in imgs] for imgs in images]} if images else {}
         # Some processors (InternVL) default to left padding; read positions assume right padding.
         try:
-            enc = self.processor(text=texts, padding=True, padding_side="right", return_tensors="pt", **kwargs)
+            return self.processor(text=texts, padding=True, padding_side="right", return_tensors="pt", **kwargs)
         except (ValueError, TypeError, IndexError) as err:
             # e.g. "Found total 5 image tokens and 4 images" when a step spells an image token: an
             # input error of this batch, so callers can find the record and --skip-bad can skip it.
             raise InputError(f"the processor refused the inputs: {' '.join(str(err).split())}") from None
-        ids, mask = enc["input_ids"], enc["attention_mask"]
-        lengths = mask.sum(1).tolist()
+
+    def locate(self, rows: list[list[int]], conversations: Sequence[Conversation], step_spans: bool = False
+               ) -> tuple[list[list[int]], list[list[tuple[int, int]]] | None]:
+        """Read positions (and step spans, with ``step_spans`` or a feature) of each token row."""
         read = []
         answers = {self.good_id, self.bad_id}
-        for i, conv in enumerate(conversations):
-            if self.max_length is not None and lengths[i] > self.max_length:
-                raise InputError(f"conversation {i} has {lengths[i]} tokens, over max_length={self.max_length}")
-            read.append(find_read_positions(ids[i, : lengths[i]].tolist(), self.header_ids, answers, conv.num_steps))
+        for i, (row, conv) in enumerate(zip(rows, conversations)):
+            if self.max_length is not None and len(row) > self.max_length:
+                raise InputError(f"conversation {i} has {len(row)} tokens, over max_length={self.max_length}")
+            read.append(find_read_positions(row, self.header_ids, answers, conv.num_steps))
         spans = None
         if step_spans or self.feature is not None:
-            spans = [self.step_spans(ids[i].tolist(), read[i], conv) for i, conv in enumerate(conversations)]
-        return EncodedBatch(dict(enc), read, lengths, spans)
+            spans = [self.step_spans(row, read[i], conv) for i, (row, conv) in enumerate(zip(rows, conversations))]
+        return read, spans
 
     def step_spans(self, ids: list[int], read_positions: list[int], conv: Conversation) -> list[tuple[int, int]]:
         """``[start, end)`` of each step's text tokens in one encoded conversation."""
@@ -125,6 +154,9 @@ class HFBackend:
             for k, v in batch.inputs.items()
             if isinstance(v, torch.Tensor)
         }
+        if verified(self.model):
+            hidden = self.model.model(**inputs, use_cache=False).last_hidden_state  # (B, L, H)
+            return self.logits_from_hidden(hidden, 0, batch.read_positions, batch.step_spans, inputs["input_ids"])
         keep = {p for row in batch.read_positions for p in row}
         if self.feature is not None:
             keep |= set(feature_positions(batch.step_spans))
@@ -141,3 +173,75 @@ class HFBackend:
             feature = running_min_feature(out.logits, keep_t, batch.inputs["input_ids"], batch.step_spans)
             result = add_feature(result, feature, self.feature)
         return result
+
+    def logits_from_hidden(self, hidden: torch.Tensor, offset: int, read: list[list[int]],
+                           spans: list[list[tuple[int, int]]] | None, ids: torch.Tensor) -> torch.Tensor:
+        """``(B, S, 2)`` ``+``/``-`` logits (with the feature) from last hidden states ``hidden`` ``(B, W, H)``.
+
+        ``hidden[:, j]`` and ``ids[:, j]`` ``(B, W)`` stand at position ``offset + j`` of the
+        conversations; ``read`` and ``spans`` are in conversation positions. Only the ``+``/``-``
+        rows of the output layer are applied at read positions; the feature's log-probabilities
+        take the whole vocabulary a chunk of positions at a time.
+        """
+        device = hidden.device
+        rows = torch.tensor([i for i, r in enumerate(read) for _ in r], device=device)
+        cols = torch.tensor([p - offset for r in read for p in r], device=device)
+        picked = head_logits(self.model, hidden[rows, cols], (self.good_id, self.bad_id)).float()  # (K, 2)
+        result = torch.zeros(len(read), max(len(r) for r in read), 2, device=device)
+        k = 0
+        for i, r in enumerate(read):
+            result[i, : len(r)] = picked[k : k + len(r)]
+            k += len(r)
+        if self.feature is None:
+            return result
+        pairs = span_tokens(spans)  # (row, token position) of every step token
+        b = torch.tensor([i for i, _ in pairs], device=device)
+        t = torch.tensor([p - offset for _, p in pairs], device=device)
+        token_lp = chunked_token_logprobs(self.model, hidden[b, t - 1], ids.to(device)[b, t])
+        return add_feature(result, running_min_of_tokens(token_lp, spans), self.feature)
+
+    def group_rows(self, conversations: Sequence[Conversation], images: Sequence[Image.Image]
+                   ) -> tuple[list[list[int]], dict[str, torch.Tensor]] | None:
+        """Token rows of a group's conversations (one set of images) and the images' inputs, computed once.
+
+        None when the rows do not share the images' place (then the group is scored whole).
+        """
+        for conv in conversations:
+            check_markup(conv, self.markers)
+        texts = [self.render(c) for c in conversations]
+        rows = self.tokenizer(texts)["input_ids"]
+        return group_rows_once(rows, self.process(texts[:1], [images]) if images else None, self.image_ids)
+
+    @torch.inference_mode()
+    def group_step_logits(self, conversations: Sequence[Conversation], images: Sequence[Image.Image],
+                          batch_size: int) -> tuple[torch.Tensor, list[int]] | None:
+        """``((N, S, 2), lengths)``: step logits like :meth:`step_logits` for a group sharing ``images``, on its shared prefix.
+
+        None (score the group with :meth:`step_logits`) when the model is not verified for it or
+        the group has no shareable prefix (``rewards.shared_prefix``).
+        """
+        if not verified(self.model):
+            return None
+        found = self.group_rows(conversations, images)
+        if found is None:
+            return None
+        rows, vision = found
+        read, spans = self.locate(rows, conversations)
+        first_read = min(r[0] for r in read)
+        limit = min(first_read, min(feature_positions(spans), default=first_read)) if spans else first_read
+        cut = shared_cut(rows, limit, self.image_ids)
+        if cut == 0:
+            say_once("a group has no shareable token prefix (an image token after the first read position?); "
+                     "scored one sequence each")
+            return None
+        prefix = SharedPrefix(self.model, rows[0], cut, vision)
+        device = self.device
+        steps = max(len(r) for r in read)
+        result = torch.zeros(len(rows), steps, 2, device=device)
+        for s in range(0, len(rows), batch_size):
+            ids, mask = suffix_batch(rows[s : s + batch_size], cut, self.pad_id)
+            hidden = prefix.suffix_hidden(ids, mask)
+            part = self.logits_from_hidden(hidden, cut, read[s : s + batch_size],
+                                           spans[s : s + batch_size] if spans else None, ids)
+            result[s : s + len(ids), : part.shape[1]] = part
+        return result, [len(r) for r in rows]  # each row's whole input, as step_logits' lengths count it

@@ -310,3 +310,42 @@ class InternVLRemoteBackend:
             result[i, : len(r)] = picked[k : k + len(r)]
             k += len(r)
         return result
+
+    @torch.inference_mode()
+    def group_step_logits(self, conversations: Sequence[Conversation], images: Sequence[Image.Image],
+                          batch_size: int) -> tuple[torch.Tensor, list[int]] | None:
+        """``((N, S, 2), lengths)``: step logits like :meth:`step_logits` for a group sharing ``images``, on its shared prefix.
+
+        The prefix's embeddings are built as the remote ``generate()`` builds them
+        (``extract_feature`` of the first conversation's tiles put at its ``<IMG_CONTEXT>`` tokens)
+        and run through ``language_model`` once; the suffixes run on its cache
+        (``rewards.shared_prefix``). None (score whole) when the group shares no prefix.
+        """
+        from rewards.shared_prefix import cache_keyword, expand_cache, output_cache, say_once, shared_cut, suffix_batch
+
+        batch = self.encode(conversations, [images] * len(conversations))
+        rows = [batch.inputs["input_ids"][i, :n].tolist() for i, n in enumerate(batch.lengths)]
+        cut = shared_cut(rows, min(r[0] for r in batch.read_positions), {self.img_context_id})
+        if cut == 0:
+            say_once("a group has no shareable token prefix; scored one sequence each")
+            return None
+        lm, device = self.model.language_model, self.device
+        ids = torch.tensor([rows[0][:cut]], device=device)
+        embeds = lm.get_input_embeddings()(ids)
+        if "pixel_values" in batch.inputs:
+            tiles = rows[0].count(self.img_context_id) // self.num_image_token
+            vit = self.model.extract_feature(batch.inputs["pixel_values"][:tiles].to(device, self.model.dtype))
+            embeds[ids == self.img_context_id] = vit.reshape(-1, embeds.shape[-1]).to(embeds.dtype)
+        key = cache_keyword(lm)
+        cache = output_cache(lm(inputs_embeds=embeds, attention_mask=torch.ones_like(ids), use_cache=True, return_dict=True))
+        result = torch.zeros(len(rows), max(len(r) for r in batch.read_positions), 2, device=device)
+        for s in range(0, len(rows), batch_size):
+            part = rows[s : s + batch_size]
+            ids, mask = suffix_batch(part, cut, self.pad_id)
+            positions = (cut + torch.arange(ids.shape[1])).expand(len(part), -1)
+            out = lm(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                     use_cache=True, return_dict=True, **{key: expand_cache(cache, len(part))})
+            for i, read in enumerate(batch.read_positions[s : s + batch_size]):
+                at = torch.tensor(read, device=device) - cut
+                result[s + i, : len(read)] = out.logits[i, at][:, [self.good_id, self.bad_id]].float()
+        return result, [len(r) for r in rows]  # each row's whole input, as step_logits' lengths count it

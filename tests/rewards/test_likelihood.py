@@ -209,3 +209,26 @@ def test_likelihood_step_scores_still_reexported():
 
     assert policy_likelihood.likelihood_step_scores is likelihood_step_scores
     assert policy_likelihood.solution_logprobs is solution_logprobs
+
+
+@pytest.mark.parametrize("arch", ["qwen2-vl", "qwen2.5-vl", "internvl"])
+def test_shared_prefix_equals_whole_sequences(tiny_models, arch, images):
+    """Both likelihood scorers give the same token values on the group's shared prefix (several
+    images, given steps, different lengths, batches with padding)."""
+    model, processor = load_vlm(tiny_models(arch))
+    other_model = load_vlm(str(build_tiny_model(arch, Path(tiny_models(arch)).parent / f"{arch}-seed1", seed=1)))[0]
+    sols = SOLUTIONS + [GIVEN, "Only one step: \\boxed{3}"]
+    for question, imgs in ((QUESTION, [images[0]]), ("<image> and <image>: the sum?", images), ("2 + 2?", [])):
+        assert likelihood.shared_prefix_values([model], processor, question, imgs, sols, None, 3) is not None
+        # Token log-probabilities (a random model's step probabilities are too small to compare).
+        shared = solution_logprobs(model, processor, question, imgs, sols, batch_size=3)
+        whole = solution_logprobs(model, processor, question, imgs, sols, batch_size=3, shared_prefix=False)
+        assert [len(r.step_tokens) for r in shared] == [4, 3, 3, 1]
+        for a, b in zip(whole, shared):
+            assert (b.token_ids, b.step_tokens) == (a.token_ids, a.step_tokens)
+            assert b.token_logprobs == pytest.approx(a.token_logprobs, abs=1e-5)
+        implicit = ImplicitPRM(other_model, model, processor, beta=0.5, batch_size=3)
+        want = implicit.step_rewards(question, imgs, sols)
+        implicit.shared_prefix = False
+        for a, b in zip(implicit.step_rewards(question, imgs, sols), want):
+            assert b == pytest.approx(a, abs=1e-5)

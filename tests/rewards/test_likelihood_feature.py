@@ -94,3 +94,43 @@ def test_from_pretrained_reads_the_saved_feature(tiny_models, tmp_path, images):
     (folder / FEATURE_CONFIG).write_text(json.dumps({"weight": 1.0, "scale": 2}))
     with pytest.raises(ValueError, match="unknown keys"):
         ProcessRewardModel.from_pretrained(str(folder), device="cpu")
+
+
+def quadratic_step_spans(decode, ids, read_positions, header_len, steps):
+    """The former search (growing windows, O(n^2) decoded tokens a step), the reference for the new one."""
+    spans, lower = [], 0
+    for p, step in zip(read_positions, steps):
+        stop, target = p - header_len + 1, step.strip()
+        start = stop
+        while start > lower and target not in decode(list(ids[start:stop])):
+            start -= 1
+        end = stop
+        while end - 1 > start and target in decode(list(ids[start : end - 1])):
+            end -= 1
+        spans.append((start, end))
+        lower = p + 2
+    return spans
+
+
+@pytest.mark.parametrize("arch", ["qwen2-vl"])
+def test_long_steps_find_the_same_spans_in_linear_work(prm, images):
+    """Steps of ~100 to ~800 tokens: the spans of the former search, with decoded tokens growing linearly."""
+    tok = prm.backend.tokenizer
+    decoded = [0]
+
+    def decode(part):
+        decoded[0] += len(part)
+        return tok.decode(part, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    work = []
+    for reps in (10, 20, 80):
+        steps = [" ".join(f"{i} + {i + 1} = {2 * i + 1}," for i in range(reps)) + " é done", "short", "x " * reps]
+        batch = prm.backend.encode([build_conversation(QUESTION, steps)], [[images[0]]])
+        ids, read = batch.inputs["input_ids"][0].tolist(), batch.read_positions[0]
+        decoded[0] = 0
+        spans = find_step_spans(decode, ids, read, len(prm.backend.header_ids), steps)
+        work.append((spans[0][1] - spans[0][0], decoded[0]))
+        assert spans == quadratic_step_spans(decode, ids, read, len(prm.backend.header_ids), steps)
+    (n1, w1), _, (n3, w3) = work
+    assert n3 > 6 * n1  # the longest first step has ~8x the tokens ...
+    assert w3 / w1 < 1.5 * n3 / n1  # ... and costs about 8x the decoding, not ~64x

@@ -300,3 +300,23 @@ def test_the_released_checkpoints_backend_splits_as_their_code_does(ckpt, prm):
     assert [s.text for s in own.score_group(QUESTION, [image], ["a\n\n\n\nb"])[0].steps] == ["a", "b"]
     with pytest.raises(ValueError, match="unknown step split"):
         ProcessRewardModel(prm.backend, step_split="official")
+
+
+@pytest.mark.parametrize("with_images", [0, 1, 2])
+def test_shared_prefix_equals_whole_sequences(prm, with_images):
+    """Shared-prefix group scores equal whole-sequence scores (one or two images, text only, padding)."""
+    from tests.conftest import digit_image
+
+    imgs = [digit_image("3 7 5"), digit_image("8 1", (56, 28))][:with_images]
+    question = " ".join(["<image>"] * with_images) + " What is the sum?"
+    sols = ["a = 3\n\nb = 4\n\nc = 7", "a = 3\n\nb = 5", "one step only, a longer one than the others", "a = 3"]
+    convs = [c for _, c in prm.prepare(Group(question, imgs, sols))]
+    assert prm.backend.group_step_logits(convs, imgs, 3) is not None  # the shared path, not a fallback
+    saved, prm.batch_size, prm.shared_prefix = prm.batch_size, 3, False
+    whole = [r.step_scores for r in prm.score_group(question, imgs, sols)]
+    prm.shared_prefix = True
+    shared = [r.step_scores for r in prm.score_group(question, imgs, sols)]
+    prm.batch_size = saved
+    assert [len(s) for s in shared] == [3, 2, 1, 1]
+    for a, b in zip(whole, shared):
+        assert b == pytest.approx(a, abs=1e-5)
