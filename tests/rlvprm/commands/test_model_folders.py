@@ -6,8 +6,8 @@ InternVL), the demo's SFT policy (``rlvprm.policy.toy.train_toy_policy``, what `
 ``--likelihood-feature``, ``implicit``, ``stacked``). Each policy folder loads with ``load_vlm`` (a
 real processor, not the bare tokenizer) and samples in ``rlvprm bon``; each scorer folder loads
 with ``rewards.load_scorer`` as its kind and scores in ``rlvprm score`` and ``rlvprm bon``; a policy
-is a scorer too as ``likelihood:FOLDER``. Another command (``compare``) joins with a use function in
-``USES`` and a test over the policy and scorer folders it takes.
+is a scorer too as ``likelihood:FOLDER``. ``rlvprm compare`` weighs the ``grpo`` folder against the
+policy it was trained from, with a trained PRM.
 
 The quick tier (about 20 s) writes ``tiny-model``, a one-step ``train-prm`` and a one-step ``grpo``;
 the rest (about 40 s in all) is ``slow``.
@@ -134,7 +134,20 @@ def use_bon(world, scorer: str, tmp: Path, policy: str) -> None:
     assert (out / "results.json").exists()
 
 
-USES = {"score": use_score, "bon": use_bon}
+def use_compare(world, scorer: str, tmp: Path, base: str, rl: str) -> None:
+    # The grpo folder trained on the first 2 prompts: compare on the other two.
+    heldout = tmp / "heldout.jsonl"
+    heldout.write_text("".join(world.prompts.read_text().splitlines(keepends=True)[2:]))
+    out = tmp / "compare"
+    assert cli(["compare", "--base", base, "--rl", f"rl={rl}", "--prm", scorer, "--data", str(heldout),
+                "--image-root", str(world.root), "--served-prompts", "10", "--n", "2", "--max-new-tokens", "8",
+                "--bon", '{"device": "cpu", "dtype": "float32"}', "--out", str(out)]) == 0
+    result = json.loads((out / "compare.json").read_text())
+    assert result["prompts"] == 2 and set(result["policies"]) == {"base", "rl"}
+    assert result["training"]["rl"]["total"] > 0
+
+
+USES = {"score": use_score, "bon": use_bon, "compare": use_compare}
 
 POLICIES = ["tiny-qwen2-vl", "tiny-internvl", "sft", "grpo"]
 # name -> (folder to load, the scorer type load_scorer must give); likelihood: is a policy as scorer.
@@ -184,6 +197,10 @@ def test_a_scorer_folder_loads_as_its_kind_and_scores(folder, world, tmp_path, n
     pytest.param(p, s, marks=() if {p, s} <= QUICK else pytest.mark.slow) for p, s in BON_PAIRS])
 def test_bon_samples_from_each_policy_and_scores_with_each_scorer(folder, world, tmp_path, policy, scorer):
     USES["bon"](world, scorer_path(folder, scorer), tmp_path, policy=str(folder(policy)))
+
+
+def test_compare_weighs_a_grpo_folder_against_its_base_with_a_trained_prm(folder, world, tmp_path):
+    USES["compare"](world, str(folder("prm")), tmp_path, base=str(folder("tiny-qwen2-vl")), rl=str(folder("grpo")))
 
 
 def test_every_folder_and_use_is_covered():
