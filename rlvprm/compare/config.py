@@ -43,6 +43,10 @@ class CompareConfig:
     limit: int | None = field(None, min=1, help="use only the first N rows of --data")
     threads: int = field(0, min=0, help="torch CPU threads (0: torch's default)")
     skip_bad: bool = field(False, help="skip and count bad prompts and unscorable candidates instead of stopping")
+    base_bon: str | None = field(None, help="an existing `rlvprm bon` run folder of the base policy to use instead of "
+                                            "sampling and scoring it again: it must hold the same prompt file, N, seed, "
+                                            "temperature, max_new_tokens, chunk_size and PRM (its extra strategies, ORM and "
+                                            "log-probabilities are ignored)")
     bon: dict[str, Any] = field({}, help="further `rlvprm bon` options for every policy's run, as a mapping (JSON "
                                          "on the command line): top_p, sampler, "
                                          "chunk_size, prm_batch_size, max_steps, max_length, dtype, device, ... "

@@ -34,6 +34,7 @@ from rlvprm.compare.report import plot_compute, plot_name, render_markdown
 from rlvprm.compare.training import SUMMARY, TrainingCost, read_summary, training_cost
 from rlvprm.config import ConfigError
 from rlvprm.data.jsonl import RecordError, read_jsonl
+from rlvprm.data.provenance import file_sha256
 from rlvprm.data.records import parse_record
 
 
@@ -75,6 +76,34 @@ def check_held_out(folder: str, prompts: list[BonPrompt]) -> str | None:
     return None
 
 
+def same_policy(a: str, b: str) -> bool:
+    """The same folder, or two folders holding the same weights (a copied checkpoint is the same policy)."""
+    if Path(a).resolve() == Path(b).resolve():
+        return True
+    wa, wb = Path(a) / "model.safetensors", Path(b) / "model.safetensors"
+    return wa.is_file() and wb.is_file() and wa.stat().st_size == wb.stat().st_size and file_sha256(wa) == file_sha256(wb)
+
+
+def check_base_bon(cfg: CompareConfig, folder: Path) -> None:
+    """Refuse a ``--base-bon`` run that sampled or scored differently from what compare would run."""
+    meta = folder / "run.json"
+    if not meta.is_file() or not (folder / "scores.jsonl").is_file():
+        raise ConfigError(f"--base-bon {folder}: not a finished `rlvprm bon` run (no run.json or scores.jsonl)")
+    saved = json.loads(meta.read_text())
+    sampling, scoring = saved.get("sampling", {}), saved.get("scoring", {})
+    want = cfg.bon_config(cfg.base, str(folder))
+    expected = {"data_sha256": file_sha256(cfg.data), "n": want.n, "seed": want.seed, "temperature": want.temperature,
+                "top_p": want.top_p, "max_new_tokens": want.max_new_tokens, "greedy": True, "max_steps": want.max_steps,
+                "chunk_size": want.chunk_size, "sampler": want.sampler}  # the samples depend on the chunking too
+    diff = [f"{k}: {sampling.get(k)!r} (compare: {v!r})" for k, v in expected.items() if sampling.get(k) != v]
+    if not same_policy(str(sampling.get("policy")), cfg.base):
+        diff.append(f"policy: {sampling.get('policy')!r} (compare: {cfg.base!r}, other weights)")
+    if not scoring.get("prm") or not same_policy(str(scoring["prm"]), cfg.prm) and scoring["prm"] != cfg.prm:
+        diff.append(f"prm: {scoring.get('prm')!r} (compare: {cfg.prm!r})")
+    if diff:
+        raise ConfigError(f"--base-bon {folder} was run with other settings: {'; '.join(diff)}")
+
+
 def run_compare(cfg: CompareConfig) -> dict[str, Any]:
     """Read the training costs, run Best-of-N per policy, count compute (module docstring); returns
     what ``compare.json`` holds."""
@@ -86,14 +115,19 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
         raise RecordError(f"{cfg.data}: no usable prompts")
     notes = [note for name in costs if (note := check_held_out(names[name], prompts))]
     for name, cost in costs.items():
-        if cost.trained_from and Path(cost.trained_from).resolve() != Path(cfg.base).resolve():
+        if cost.trained_from and not same_policy(cost.trained_from, cfg.base):
             notes.append(f"{name} was trained from {cost.trained_from}, not from the base policy {cfg.base}: its "
                          "difference from the base is not RL's alone")
 
     lines: dict[str, tuple[dict, dict]] = {}
+    bon_dirs = {name: out / "bon" / name for name in names}
     for name, policy in names.items():
-        bon_dir = out / "bon" / name
-        run_bon(cfg.bon_config(policy, str(bon_dir)))
+        bon_dir = bon_dirs[name]
+        if name == BASE and cfg.base_bon:
+            bon_dir = bon_dirs[name] = Path(cfg.base_bon)
+            check_base_bon(cfg, bon_dir)
+        else:
+            run_bon(cfg.bon_config(policy, str(bon_dir)))
         lines[name] = (read_lines(bon_dir / "candidates.jsonl", "candidates"), read_lines(bon_dir / "scores.jsonl", "scores"))
 
     common = [p for p in prompts if all(p.id in cands and p.id in scores for cands, scores in lines.values())]
@@ -107,14 +141,15 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
     ns = default_ns(cfg.n)
     per_policy = []
     for name, (cands, scores) in lines.items():
-        judged = judge_prompts(common, cands, scores, cfg.aggregation, str(out / "bon" / name))
+        judged = judge_prompts(common, cands, scores, cfg.aggregation, str(bon_dirs[name]))
         per_prompt = costs[name].per_prompt(cfg.served_prompts) if name in costs else 0.0
         per_policy.append(method_rows(name, judged, ns, cfg.aggregation, cfg.num_subsets, cfg.seed, per_prompt,
                                       self_consistency=name == BASE))
     result = {
         "prm": cfg.prm, "data": cfg.data, "n": cfg.n, "ns": ns, "seed": cfg.seed, "num_subsets": cfg.num_subsets,
         "aggregation": cfg.aggregation, "served_prompts": cfg.served_prompts, "prompts": len(common),
-        "policies": {name: {"path": path, "bon": f"bon/{name}", "rl": name != BASE,
+        "policies": {name: {"path": path, "bon": cfg.base_bon if name == BASE and cfg.base_bon else f"bon/{name}",
+                            "rl": name != BASE,
                             "summary": str(Path(path) / SUMMARY) if name != BASE else None}
                      for name, path in names.items()},
         "training": {name: cost.as_dict(cfg.served_prompts) for name, cost in costs.items()},

@@ -174,3 +174,23 @@ def test_rl_policies_are_named_by_folder_or_given_name_and_add_up_when_repeated(
     (cfg,) = parse([CompareConfig], ["--base", base, "--prm", base, "--data", str(data), "--out", str(tmp_path),
                                      "--served-prompts", "1", "--rl", "runs/grpo/outcome-s0/", "--rl", "p=runs/x"])
     assert policy_names(cfg) == {"base": base, "outcome-s0": "runs/grpo/outcome-s0/", "p": "runs/x"}
+
+
+def test_an_existing_bon_run_of_the_base_policy_is_reused_and_gives_the_same_tables(setup, full, tmp_path, capsys):
+    data, base, _ = setup
+    # What `rlvprm demo` does: a bon run with an ORM and the policy's log-probabilities, then compare.
+    bon = tmp_path / "bon-base"
+    assert cli(["bon", "--policy", base, "--data", str(data), "--prm", base, "--orm", base, "--n", "2",
+                "--max-new-tokens", "12", "--threads", "1", "--chunk-size", "1", "--out", str(bon)]) == 0
+    out = tmp_path / "reused"
+    assert cli(args(setup, out, "--base-bon", str(bon))) == 0
+    assert not (out / "bon" / "base").exists()
+    reused, fresh = (json.loads((d / "compare.json").read_text()) for d in (out, full))
+    assert reused["tables"] == fresh["tables"] and reused["policies"]["base"]["bon"] == str(bon)
+
+    capsys.readouterr()
+    assert cli(args(setup, tmp_path / "other", "--base-bon", str(bon), "--seed", "1")) == 1
+    err = capsys.readouterr().err
+    assert "--base-bon" in err and "seed: 0 (compare: 1)" in err
+    assert cli(args(setup, tmp_path / "other", "--base-bon", str(bon), "--bon", '{"chunk_size": 2}')) == 1
+    assert "chunk_size: 1 (compare: 2)" in capsys.readouterr().err
