@@ -46,6 +46,21 @@ def image_of(tokens: int) -> Image.Image:
     return img
 
 
+def build_bench_model(out_dir, hidden: int = 384, layers: int = 4, seed: int = 0):
+    """A Qwen2-VL small but not tiny (9.9M parameters at the defaults), written to ``out_dir``."""
+    size = TinySize(hidden=hidden, layers=layers, heads=hidden // 64, kv_heads=2, intermediate=4 * hidden,
+                    vision_hidden=128, vision_layers=2)
+    return build_tiny_model("qwen2-vl", out_dir, seed=seed, size=size)
+
+
+def allow_image_tokens(image_processor, tokens: int) -> None:
+    """Let the image processor keep images of up to about ``2 * tokens`` image tokens (tiny builds cap at 64)."""
+    image_processor.size = {"shortest_edge": MERGE_PX**2, "longest_edge": MERGE_PX**2 * 2 * tokens}
+    for attr in ("max_pixels", "min_pixels"):
+        if hasattr(image_processor, attr):
+            setattr(image_processor, attr, image_processor.size["longest_edge" if attr == "max_pixels" else "shortest_edge"])
+
+
 def solutions(n: int) -> list[str]:
     """N candidates of 3 to 5 steps of different lengths (about 80 to 150 tokens with the markup)."""
     out = []
@@ -126,17 +141,11 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=4)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    size = TinySize(hidden=args.hidden, layers=args.layers, heads=args.hidden // 64, kv_heads=2,
-                    intermediate=4 * args.hidden, vision_hidden=128, vision_layers=2)
     with tempfile.TemporaryDirectory() as tmp:
-        prm = ProcessRewardModel.from_pretrained(str(build_tiny_model("qwen2-vl", tmp, size=size)), device="cpu",
+        prm = ProcessRewardModel.from_pretrained(str(build_bench_model(tmp, args.hidden, args.layers)), device="cpu",
                                                  dtype="float32", batch_size=args.batch_size)
     model = prm.backend.model
-    ip = prm.backend.processor.image_processor
-    ip.size = {"shortest_edge": MERGE_PX**2, "longest_edge": MERGE_PX**2 * 2 * max(args.image_tokens)}
-    for attr in ("max_pixels", "min_pixels"):
-        if hasattr(ip, attr):
-            setattr(ip, attr, ip.size["longest_edge" if attr == "max_pixels" else "shortest_edge"])
+    allow_image_tokens(prm.backend.processor.image_processor, max(args.image_tokens))
     tcfg, vcfg = model.config.text_config, model.config.vision_config
     params = sum(p.numel() for p in model.parameters())
     rate = matmul_rate(tcfg.hidden_size, tcfg.intermediate_size)

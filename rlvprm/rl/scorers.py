@@ -104,7 +104,9 @@ class PRMScorer:
     The PRM sees the row's ``question`` (the prompt set's question, ``<image>`` placeholders
     included) and the completion text; steps are the PRM's own split (``split_steps`` with its
     ``max_steps``), so spans point into the completion text. A completion the PRM cannot take (no
-    steps, or longer than its ``max_length``) gets ``scores=None``.
+    steps, or longer than its ``max_length``) gets ``scores=None``. A prompt's completions, side by
+    side in TRL's batch, are scored as one group: the PRM reads their common prefix once
+    (``rewards.shared_prefix``).
     """
 
     name = "prm"
@@ -121,7 +123,13 @@ class PRMScorer:
 
         steps = [self.prm.split(r.text) for r in rollouts]
         todo = [i for i, s in enumerate(steps) if s]
-        groups = [Group(rollouts[i].row["question"], list(rollouts[i].images), [rollouts[i].text]) for i in todo]
+        # TRL puts a prompt's completions side by side: as one group the PRM reads their common prefix
+        # (images, question) once. Under ZeRO-3 each completion is its own group, so that every process
+        # runs as many forward passes as the others whatever its share of each prompt.
+        members = [[i] for i in todo] if self.one_batch else _same_prompt_runs(rollouts, todo)
+        todo = [i for run in members for i in run]
+        groups = [Group(rollouts[run[0]].row["question"], list(rollouts[run[0]].images), [rollouts[i].text for i in run])
+                  for run in members]
         if self.one_batch and not groups and rollouts:
             # ZeRO-3: this process must still join the others' forward pass.
             groups = [Group(rollouts[0].row["question"], list(rollouts[0].images), ["(no steps)"])]
@@ -131,14 +139,15 @@ class PRMScorer:
             self.prm.batch_size = max(1, len(groups))
         try:
             try:
-                results: list = [res[0] for res in self.prm.score_groups(groups)]
+                results: list = [res for group in self.prm.score_groups(groups) for res in group]
             except (InputError, ConversationError) as err:
                 if self.one_batch:
                     raise  # one process scoring apart would leave the others waiting in ZeRO-3
                 log.warning("PRM batch failed (%s); scoring its completions one at a time", err)
                 results = []
-                for group in groups:
+                for i in todo:
                     try:
+                        group = Group(rollouts[i].row["question"], list(rollouts[i].images), [rollouts[i].text])
                         results.append(self.prm.score_groups([group])[0][0])
                     except (InputError, ConversationError):
                         results.append(None)
@@ -170,6 +179,23 @@ class PRMScorer:
                 self.one_batch = accelerator.state.deepspeed_plugin.zero_stage == 3
             else:
                 setattr(holder, name, accelerator.prepare_model(model, evaluation_mode=True, device_placement=True))
+
+
+def _same_prompt_runs(rollouts: Sequence[Rollout], indices: list[int]) -> list[list[int]]:
+    """``indices`` cut into runs of consecutive rollouts with the same question and equal images."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and _same_prompt(rollouts[runs[-1][0]], rollouts[i]):
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def _same_prompt(a: Rollout, b: Rollout) -> bool:
+    # TRL decodes a prompt's images once per completion: equal pixels, different objects.
+    return (a.row.get("question") == b.row.get("question") and len(a.images) == len(b.images)
+            and all(x is y or x == y for x, y in zip(a.images, b.images)))
 
 
 def _models(prm) -> list[tuple[object, str, object]]:

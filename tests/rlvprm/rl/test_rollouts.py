@@ -90,6 +90,24 @@ def test_prm_scorer_with_images(policy, images):
         assert all(0 <= x <= 1 for x in got.scores)
 
 
+def test_prm_scorer_scores_a_prompts_completions_as_one_group(policy, images):
+    """Side by side with equal images (TRL decodes them once per completion), one group: the PRM's
+    shared prefix; another question or image starts a new group."""
+    path, _ = policy
+    prm = ProcessRewardModel.from_pretrained(path, device="cpu")
+    seen = []
+    score_groups = prm.score_groups
+    prm.score_groups = lambda groups: seen.extend(len(g.solutions) for g in groups) or score_groups(groups)
+    other = {**ROW, "question": ROW["question"] + " Again."}
+    rollouts = [Rollout(ROW, images[:1], RIGHT), Rollout(ROW, [images[0].copy()], WRONG),
+                Rollout(ROW, images[1:2], RIGHT), Rollout(other, images[1:2], WRONG)]
+    results = PRMScorer(prm).score(rollouts)
+    assert seen == [2, 1, 1]
+    alone = [PRMScorer(prm).score([r])[0] for r in rollouts]
+    for got, want in zip(results, alone):
+        assert got.scores == pytest.approx(want.scores, abs=1e-5)
+
+
 def test_prompt_dataset(tmp_path):
     world = write_world(tmp_path / "w", seed=0, num_prompts=3, num_vpb=1, num_sft=1, progress=False)
     dataset = load_prompt_dataset(world.prompts)
