@@ -193,7 +193,7 @@ def main(cfg: DemoConfig) -> dict:
     rl = ({f"grpo-{arm}": r["path"] for arm, r in grpo["runs"].items()} if cfg.from_scratch
           else {name: str(path) for name, path in st.SHIPPED_RL.items()})
     stage("compare", {**sampling, "rl": rl, "served_prompts": cfg.served_prompts},
-          lambda d: st.compare(cfg, world, str(policy if cfg.from_scratch else st.SHIPPED_POLICY), prm, rl, d),
+          lambda d: st.compare(cfg, world, str(policy), run / "bon", prm, rl, d),
           lambda r: "accuracy against compute of every method written", after=["bon", "grpo"])
 
     total = time.time() - t_start

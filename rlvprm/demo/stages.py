@@ -11,6 +11,8 @@ import json
 import shutil
 from pathlib import Path
 
+import yaml
+
 from rlvprm.cli import run_command
 from rlvprm.data.jsonl import read_jsonl, write_jsonl
 
@@ -120,8 +122,10 @@ def prm_eval(cfg, world_dir: Path, prm_path: str, out: Path) -> dict:
 
 def bon(cfg, world_dir: Path, policy_dir: Path, prm_path: str, out: Path) -> dict:
     """``rlvprm bon`` on the held-out prompts: one sampling pass, the PRM, the same PRM as ORM, the rest."""
+    # Sampled in compare's chunks, so compare reuses these samples and scores for the base policy.
+    chunk = yaml.safe_load((RECIPES / "compare" / "visual-arith.yaml").read_text())["bon"]["chunk_size"]
     result = run_command("bon", [
-        "--config", str(RECIPES / "bon" / "visual-arith.yaml"), "--policy", str(policy_dir),
+        "--config", str(RECIPES / "bon" / "visual-arith.yaml"), "--policy", str(policy_dir), "--chunk-size", str(chunk),
         "--data", str(world_dir / "heldout.jsonl"), "--image-root", str(world_dir), "--prm", prm_path,
         "--orm", prm_path, "--out", str(out), "--limit", str(cfg.eval_prompts), "--n", str(cfg.k),
         "--max-new-tokens", str(cfg.max_new_tokens), "--seed", str(cfg.seed), "--threads", str(cfg.threads),
@@ -179,9 +183,10 @@ def grpo(cfg, world_dir: Path, policy_dir: Path, prm_path: str, out: Path) -> di
     return {"full_recipe": full, "runs": runs}
 
 
-def compare(cfg, world_dir: Path, base: str, prm_path: str, rl: dict[str, str], out: Path) -> dict:
-    """``rlvprm compare`` (its recipe): Best-of-N on the base policy against the RL policies, and both combined."""
-    argv = ["--config", str(RECIPES / "compare" / "visual-arith.yaml"), "--base", base,
+def compare(cfg, world_dir: Path, base: str, base_bon: Path, prm_path: str, rl: dict[str, str], out: Path) -> dict:
+    """``rlvprm compare`` (its recipe): Best-of-N on the base policy (the ``bon`` stage's run, reused)
+    against the RL policies, and both combined."""
+    argv = ["--config", str(RECIPES / "compare" / "visual-arith.yaml"), "--base", base, "--base-bon", str(base_bon),
             "--data", str(world_dir / "heldout.jsonl"), "--image-root", str(world_dir), "--prm", prm_path,
             "--out", str(out), "--limit", str(cfg.eval_prompts), "--n", str(cfg.k),
             "--max-new-tokens", str(cfg.max_new_tokens), "--seed", str(cfg.seed), "--threads", str(cfg.threads),
