@@ -50,8 +50,8 @@ class DensePPOConfig(PolicyRLConfig):
     critic_learning_rate: float = field(1e-5, min=0, help="the critic's AdamW learning rate (constant)")
     critic_weight_decay: float = field(0.0, min=0, help="the critic's AdamW weight decay")
     critic_max_grad_norm: float | None = field(1.0, min=0, help="clip of the critic's gradient norm (unset: none)")
-    value_warmup_steps: int = field(0, min=0, help="optimiser steps at the start where only the critic learns "
-                                                  "(the policy's advantages are 0)")
+    value_warmup_steps: int = field(0, min=0, help="value warm-up: rollout batches generated before this optimiser "
+                                                  "step train only the critic (the policy's advantages are 0)")
 
     def ppo_settings(self):
         from rlvprm.rl.ppo_trainer import PPOSettings

@@ -13,9 +13,8 @@ from rewards.backends.processors import load_processor
 from rlvprm.rl.critic import HEAD_FILE, OPTIMIZER_FILE, load_critic
 from rlvprm.rl.data import load_prompt_dataset
 from rlvprm.rl.ppo_trainer import PPOConfig, PPOSettings, ProcessRewardPPOTrainer
-from rlvprm.world.write import write_world
 
-from .test_trainer import ChunkScorer
+from .test_trainer import ChunkScorer, grpo_args, world  # noqa: F401 (world: the shared prompt-set fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,19 +29,8 @@ class Recording(ProcessRewardPPOTrainer):
         return output
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return write_world(tmp_path_factory.mktemp("world"), seed=0, num_prompts=8, num_vpb=1, num_sft=1, progress=False)
-
-
 def ppo_args(tmp_path, **overrides) -> PPOConfig:
-    options = dict(
-        output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, per_device_train_batch_size=4, num_generations=1,
-        max_completion_length=12, max_steps=2, beta=0.05, learning_rate=1e-2, logging_steps=1, report_to="none",
-        gradient_checkpointing=False, save_strategy="no", seed=0, dataloader_num_workers=0,
-    )
-    options.update(overrides)
-    return PPOConfig(**options)
+    return grpo_args(tmp_path, PPOConfig, **{"num_generations": 1, "max_completion_length": 12, "beta": 0.05, **overrides})
 
 
 def critic_params(trainer):
