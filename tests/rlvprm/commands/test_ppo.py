@@ -86,3 +86,4 @@ def test_ppo_command_end_to_end(tiny_models, tmp_path):
     from rlvprm.plots import main as plots
 
     assert plots(["grpo", str(out), "--out", str(tmp_path / "overlay.png"), "--smooth", "1"]).stat().st_size > 0
+
