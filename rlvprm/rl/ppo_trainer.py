@@ -42,6 +42,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
+from accelerate.utils import gather, pad_across_processes
 from trl import GRPOConfig, GRPOTrainer
 
 from rlvprm.rl import credit, ppo_credit
@@ -127,7 +128,8 @@ class ProcessRewardPPOTrainer(GRPOTrainer):
         model: the policy, a path or a loaded model (with ``beta > 0`` TRL reloads the reference from its path).
         scorer: the source of step scores (``rlvprm.rl.scorers.load_scorer``).
         ppo: rewards, GAE and critic options.
-        args: TRL's ``GRPOConfig``; ``beta`` is the KL coefficient in the reward.
+        args: :class:`PPOConfig` (TRL's ``GRPOConfig`` allowing ``num_generations`` 1); ``beta`` is the KL
+            coefficient in the reward, ``num_iterations`` the PPO epochs.
         critic: a :class:`ValueModel`, or a folder to load one from (default: the policy's path, new head).
         train_dataset, processing_class, **kwargs: as for ``ProcessRewardGRPOTrainer``.
     """
@@ -250,8 +252,6 @@ class ProcessRewardPPOTrainer(GRPOTrainer):
 
     def _log_rollout(self, mode, local, mask, advantages, unscored_rows, rewards, values, returns, kl, warmup) -> None:
         everything, all_masks = gather_batch(local, mask)
-        from accelerate.utils import gather, pad_across_processes
-
         all_advantages = gather(pad_across_processes(advantages.contiguous(), dim=1, pad_index=0))
         unscored = torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
         unscored[unscored_rows] = 1
