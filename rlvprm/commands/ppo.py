@@ -12,7 +12,8 @@ minibatches, and ``beta`` is the KL coefficient *in the reward* (not a loss term
 The trainer is ``rlvprm.rl.ppo_trainer.ProcessRewardPPOTrainer``; the critic starts as a copy of the
 policy's backbone with a zero value head (or from ``critic_model``). At the end the policy is saved
 to ``output_dir``, the critic to ``output_dir/critic``, with ``ppo_summary.json`` and
-``curves.png``; checkpoints hold the critic too, and ``--resume-from-checkpoint`` restores it.
+``curves.png``; checkpoints hold the critic too, and ``--resume-from-checkpoint`` restores it
+(under DeepSpeed the critic folders are DeepSpeed checkpoints).
 ``python -m rlvprm.plots grpo RUN...`` overlays PPO and GRPO runs.
 
 Left out: tool calling, hub dataset ids as ``data``, a critic sharing the policy's weights.

@@ -11,7 +11,8 @@
   accumulation; in a multi-process run the gradients are averaged over processes before each step
   (explicitly, so parameters some process did not use, such as the vision tower on text-only
   prompts, cannot stall the reduction); under DeepSpeed the critic is a DeepSpeed engine of its
-  own, built from the policy's DeepSpeed config.
+  own, built from the policy's DeepSpeed config, and saves DeepSpeed checkpoints (its folder's
+  ``zero_to_fp32.py`` converts one to plain weights).
 
 Left out: a value head on a LoRA-adapted policy (one model for both; the critic here is always a
 separate copy), a critic started from the PRM's backbone when its tokenizer differs from the

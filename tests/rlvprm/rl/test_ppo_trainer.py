@@ -5,6 +5,8 @@ so every completion has steps whatever the random policy writes.
 """
 
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,3 +103,51 @@ def test_value_warmup_keeps_the_policy_still(tiny_models, world, tmp_path):
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert len(logs) == 2 and all(h["ppo/warmup"] == 1 for h in logs)
     assert any(not torch.equal(p.detach(), critic_before[n]) for n, p in trainer.critic.critic.named_parameters())
+
+
+def _deepspeed_worker(stage: int, port: int, policy: str, prompts: str, out: str, queue) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1",
+                      LOCAL_WORLD_SIZE="1", DS_ACCELERATOR="cpu")
+    torch.set_num_threads(1)
+    config = str(Path(__file__).resolve().parents[3] / "recipes" / "launch" / "deepspeed" / f"zero{stage}.json")
+    settings = PPOSettings(step_reward="centered", critic_learning_rate=1e-3)
+    results = []
+    for max_steps, resume in ((2, None), (3, str(Path(out) / "checkpoint-2"))):
+        args = grpo_args(Path(out).parent, PPOConfig, num_generations=1, max_completion_length=8, beta=0.05,
+                         per_device_train_batch_size=2, max_steps=max_steps, save_strategy="steps", save_steps=2,
+                         deepspeed=config)
+        trainer = ProcessRewardPPOTrainer(policy, ChunkScorer(), settings, args,
+                                          train_dataset=load_prompt_dataset(prompts), processing_class=load_processor(policy))
+        loaded, load = [], trainer.critic.load
+        trainer.critic.load = lambda folder: (loaded.append(Path(folder).name), load(folder))
+        trainer.train(resume_from_checkpoint=resume)
+        logs = [h for h in trainer.state.log_history if "loss" in h]
+        results.append((type(trainer.critic.module).__name__, trainer.state.global_step,
+                        [(h["loss"], h["ppo/value_loss"]) for h in logs], loaded))
+    queue.put(results)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [2, 3])
+def test_critic_under_deepspeed_on_the_cpu(stage, tiny_models, world, tmp_path):
+    """The critic as a DeepSpeed engine of its own (ZeRO-2 and ZeRO-3 configs of recipes/launch), one
+    CPU process: PPO steps, the checkpoint holds the critic's DeepSpeed state, and resuming restores it."""
+    import multiprocessing as mp
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    out = tmp_path / "out"
+    proc = context.Process(target=_deepspeed_worker,
+                           args=(stage, port, tiny_models("qwen2-vl"), str(world.prompts), str(out), queue))
+    proc.start()
+    first, resumed = queue.get(timeout=600)
+    proc.join(timeout=60)
+    assert proc.exitcode == 0
+    assert first[0] == "DeepSpeedEngine" and first[1] == 2 and resumed[1] == 3
+    assert first[3] == [] and resumed[3] == ["critic"]  # the resumed run restored the critic's DeepSpeed state
+    assert all(math.isfinite(loss) and math.isfinite(value) for loss, value in first[2] + resumed[2])
+    assert (out / "checkpoint-2" / "critic" / "latest").exists()
