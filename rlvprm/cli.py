@@ -25,6 +25,7 @@ COMMANDS = {
     "score": ("rlvprm.commands.score", "ScoreConfig", "per-step PRM scores for every solution in a jsonl file"),
     "eval-vpb": ("rlvprm.commands.eval_vpb", "EvalVPBConfig", "VisualProcessBench step F1 of a PRM or of given step scores"),
     "grpo": ("rlvprm.commands.grpo", "DenseGRPOConfig", "GRPO of a VLM policy with dense per-step rewards from a PRM (or the oracle)"),
+    "ppo": ("rlvprm.commands.ppo", "DensePPOConfig", "PPO of a VLM policy with PRM step rewards, GAE and a critic"),
     "label": ("rlvprm.commands.label", "LabelConfig", "Monte Carlo step labels (VisualPRM400K-v1.1-Raw); --convert, --merge"),
     "bon": ("rlvprm.commands.bon", "BonConfig", "Best-of-N with a PRM: accuracy of every selection strategy against N"),
     "compare": ("rlvprm.commands.compare", "CompareConfig", "test-time (Best-of-N) against train-time (RL) use of a PRM, "

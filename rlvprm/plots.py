@@ -5,7 +5,8 @@ Each command writes ``OUTPUT_DIR/curves.png`` for its own run; to compare runs::
     python -m rlvprm.plots grpo runs/grpo/outcome runs/grpo/process --labels outcome,process --out grpo.png
     python -m rlvprm.plots train-prm runs/train-prm/a runs/train-prm/b --out prm.png
 
-A GRPO run folder holds ``grpo_summary.json``, a PRM run folder ``train_prm.json``. GRPO panels:
+A GRPO run folder holds ``grpo_summary.json`` (a PPO run's, ``ppo_summary.json``, plots as ``grpo`` too),
+a PRM run folder ``train_prm.json``. GRPO panels:
 held-out greedy and sampled accuracy (when measured), training outcome accuracy, mean PRM step
 score, PRM/outcome agreement and KL, per-step values smoothed by a moving average (``--smooth``).
 PRM panels: training loss (smoothed), evaluation macro-F1 at the fixed threshold, AUC and
@@ -36,7 +37,8 @@ PRM_PANELS = (
     ("eval AUC", "eval_auc"),
     ("eval position-matched AUC", "eval_position_matched_auc"),
 )
-SUMMARY_FILE = {"grpo": "grpo_summary.json", "train-prm": "train_prm.json"}
+# A run folder's summary per kind: GRPO and PPO runs share the panels, so they plot together.
+SUMMARY_FILE = {"grpo": ("grpo_summary.json", "ppo_summary.json"), "train-prm": ("train_prm.json",)}
 
 
 def moving_average(values: list[float], width: int) -> list[float]:
@@ -116,10 +118,11 @@ def main(argv: list[str] | None = None) -> Path:
     labels = args.labels.split(",") if args.labels else [Path(r).name for r in args.runs]
     summaries = []
     for run in args.runs:
-        path = Path(run) / SUMMARY_FILE[args.kind]
-        if not path.exists():
-            raise SystemExit(f"{path} does not exist: is {run} the output folder of an `rlvprm {args.kind}` run?")
-        summaries.append(json.loads(path.read_text()))
+        paths = [Path(run) / name for name in SUMMARY_FILE[args.kind] if (Path(run) / name).exists()]
+        if not paths:
+            raise SystemExit(f"{run} holds no {' or '.join(SUMMARY_FILE[args.kind])}: is it the output folder of an "
+                             f"`rlvprm {args.kind}` run?")
+        summaries.append(json.loads(paths[0].read_text()))
     out = plot_runs(summaries, labels, args.out, args.kind, args.smooth)
     print(out)
     return out

@@ -104,7 +104,7 @@ def test_grpo_command_end_to_end(tiny_models, tmp_path):
 
 def test_freeze_vision_stops_only_the_vision_side(tiny_models):
     from rewards.loading import load_vlm
-    from rlvprm.commands.grpo import freeze_vision
+    from rlvprm.commands.policy_rl import freeze_vision
 
     model, _ = load_vlm(tiny_models("qwen2-vl"), train=True)
     assert freeze_vision(model) > 0

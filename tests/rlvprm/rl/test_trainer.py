@@ -68,14 +68,15 @@ def world(tmp_path_factory):
     return write_world(tmp_path_factory.mktemp("world"), seed=0, num_prompts=8, num_vpb=1, num_sft=1, progress=False)
 
 
-def grpo_args(tmp_path, **overrides) -> GRPOConfig:
+def grpo_args(tmp_path, config=GRPOConfig, **overrides) -> GRPOConfig:
+    """TRL's config (or ``config``, a subclass such as PPO's) for a two-step CPU run of the tiny policy."""
     options = dict(
         output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, per_device_train_batch_size=4, num_generations=4,
         max_completion_length=16, max_steps=2, beta=0.04, learning_rate=1e-2, logging_steps=1, report_to="none",
         gradient_checkpointing=False, save_strategy="no", seed=0, dataloader_num_workers=0,
     )
     options.update(overrides)
-    return GRPOConfig(**options)
+    return config(**options)
 
 
 def test_trainer_steps_with_dense_credit(tiny_models, world, tmp_path):
