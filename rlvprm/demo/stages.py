@@ -19,7 +19,7 @@ from rlvprm.data.jsonl import read_jsonl, write_jsonl
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
 SHIPPED_POLICY = CHECKPOINTS / "toy-policy"
 SHIPPED_PRM = CHECKPOINTS / "toy-prm"
-# The full GRPO recipes' policies (recipes/grpo/README.md, seed 1 of each arm): what `compare` weighs
+# The full GRPO recipes' policies (recipes/grpo/README.md, seed 2 of each arm): what `compare` weighs
 # against Best-of-N unless the demo trains its own with --from-scratch.
 SHIPPED_RL = {"grpo-outcome": CHECKPOINTS / "toy-policy-grpo-outcome",
               "grpo-process-prm": CHECKPOINTS / "toy-policy-grpo-process-prm"}

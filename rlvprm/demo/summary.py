@@ -39,16 +39,18 @@ def options(result: dict) -> list[dict]:
 
 
 def answer(rows: list[dict]) -> dict:
-    """The most accurate option row and the cheapest row within ``TOLERANCE`` of it.
+    """The most accurate option row, and the cheapest row of another option within ``TOLERANCE`` of it
+    (None when no other option comes that close, or none is cheaper).
 
     >>> rows = [{"option": "neither", "accuracy": 0.30, "compute": 50}, {"option": "test time", "accuracy": 0.45,
     ...         "compute": 2800}, {"option": "train time", "accuracy": 0.44, "compute": 130}]
-    >>> a = answer(rows); a["best"]["option"], a["cheapest"]["option"]
+    >>> a = answer(rows); a["best"]["option"], a["cheaper"]["option"]
     ('test time', 'train time')
     """
     best = max(rows, key=lambda r: (r["accuracy"], -r["compute"]))
-    level = [r for r in rows if r["accuracy"] >= best["accuracy"] - TOLERANCE]
-    return {"best": best, "cheapest": min(level, key=lambda r: r["compute"])}
+    level = [r for r in rows if r["option"] != best["option"] and r["accuracy"] >= best["accuracy"] - TOLERANCE
+             and r["compute"] < best["compute"]]
+    return {"best": best, "cheaper": min(level, key=lambda r: r["compute"]) if level else None}
 
 
 def compare_section(run: Path, result: dict) -> list[str]:
@@ -78,14 +80,16 @@ def compare_section(run: Path, result: dict) -> list[str]:
         lines.append(f"| {r['option']} | {r['policy']} | {method_label(r, agg)} | {r['n']} | {100 * r['accuracy']:.1f}% | "
                      f"{r['compute']:,.0f} |")
     a = answer(rows)
-    best, cheap = a["best"], a["cheapest"]
+    best, cheap = a["best"], a["cheaper"]
     lines += ["", f"**Answer for this world:** the most accurate option is **{best['option']}** ({best['policy']}, "
               f"{method_label(best, agg)}, N={best['n']}: {100 * best['accuracy']:.1f}% at {best['compute']:,.0f} tokens "
               f"per prompt)."]
-    if cheap is not best:
-        lines[-1] += (f" Within {100 * TOLERANCE:.0f} points of it, **{cheap['option']}** is cheapest "
+    if cheap is not None:
+        lines[-1] += (f" Within {100 * TOLERANCE:.0f} points of it, **{cheap['option']}** costs less "
                       f"({cheap['policy']}, {method_label(cheap, agg)}: {100 * cheap['accuracy']:.1f}% at "
                       f"{cheap['compute']:,.0f} tokens, {best['compute'] / max(cheap['compute'], 1e-9):.1f}x less compute).")
+    else:
+        lines[-1] += f" No other option comes within {100 * TOLERANCE:.0f} points of it for less compute."
     lines += ["", "These are this run's numbers on its prompts (no confidence intervals); the README's results table "
               "holds the 300-prompt measurements.", ""]
     return lines
