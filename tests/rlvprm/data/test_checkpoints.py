@@ -38,3 +38,23 @@ def test_toy_prm_loads_both_ways_and_scores_the_same():
         assert g.step_scores == pytest.approx(w.step_scores, abs=1e-6)
     # The policy's commonest mistake, the dropped carry, is what the MC labels taught it (recipes/train_prm/visual-arith.yaml).
     assert got[1].step_scores[1] < got[0].step_scores[1]
+
+
+GRPO_POLICIES = {"toy-policy-grpo-outcome": ("oracle", "read from the log history"),
+                 "toy-policy-grpo-process-prm": ("runs/train-prm/visual-arith", "counted")}
+
+
+@pytest.mark.parametrize("name", sorted(GRPO_POLICIES))
+def test_shipped_grpo_policies_load_and_carry_their_training_cost(name):
+    """What the demo's compare stage weighs: each loads with its processor and states what training cost."""
+    from rewards.loading import load_vlm
+    from rlvprm.compare.training import training_cost
+
+    folder = TOY_PRM.parent / name
+    model, processor = load_vlm(str(folder), device="cpu")
+    assert getattr(processor, "image_processor", None) is not None
+    cost = training_cost(folder)
+    prm, how = GRPO_POLICIES[name]
+    assert (cost.prm, cost.how, cost.steps, cost.trained_from) == (prm, how, 30, "rlvprm/data/checkpoints/toy-policy")
+    assert cost.tokens_generated > 100_000 and cost.policy_tokens_trained > cost.tokens_generated
+    assert cost.prm_tokens_scored == (0 if prm == "oracle" else 2_462_113)

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from rewards.loading import load_vlm
-from rlvprm.commands.demo import SHIPPED_POLICY
+from rlvprm.demo.stages import SHIPPED_POLICY
 from rlvprm.generation import HFSampler
 from rlvprm.world import WorldConfig
 from rlvprm.world.evaluate import judge
