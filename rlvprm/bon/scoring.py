@@ -29,14 +29,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from rewards.backends.base import InputError
 from rewards.prm import Group
 from rewards.scorers import load_scorer, prompt_info
 from rlvprm.bon.candidates import chunks
 from rlvprm.bon.config import BonConfig, BonPrompt, Skips
 from rlvprm.data.jsonl import RecordError, ResumableWriter, read_jsonl
 from rlvprm.data.provenance import record_info
-from rlvprm.data.records import load_images
+from rlvprm.data.records import load_images, scoring_error_text, scoring_errors
 from rlvprm.policy_likelihood import StepLogprobs, likelihood_step_scores
 
 log = logging.getLogger(__name__)
@@ -120,7 +119,7 @@ def score_with(
     """Step scores per prompt per candidate (``[]`` for a candidate without steps, None if
     unscorable), and the tokens the scorer read for each (0 without steps, None if unscorable).
 
-    All groups go through one ``score_groups`` call; when one candidate does not fit, the chunk is
+    All groups go through one ``score_groups`` call; when one candidate does not fit (or the model fails on it), the chunk is
     scored candidate by candidate so only the ones that do not fit are lost.
     """
     kept = [[j for j, t in enumerate(g.solutions) if model.split(t)] for g in groups]
@@ -132,14 +131,14 @@ def score_with(
         for i, (idx, res) in enumerate(zip(kept, results)):
             for j, r in zip(idx, res):
                 out[i][j], tokens[i][j] = r.step_scores, r.num_tokens
-    except InputError:
+    except scoring_errors():
         for i, (g, idx) in enumerate(zip(sub, kept)):
             for j, text in zip(idx, g.solutions):
                 try:
                     r = model.score_groups([Group(g.question, g.images, [text])])[0][0]
                     out[i][j], tokens[i][j] = r.step_scores, r.num_tokens
-                except InputError as err:
-                    skips(chunk[i].id, "score", f"prompt {chunk[i].id}, candidate {j}: {err}")
+                except scoring_errors() as err:
+                    skips(chunk[i].id, "score", f"prompt {chunk[i].id}, candidate {j}: {scoring_error_text(err)}")
                     out[i][j], tokens[i][j] = None, None
     return out, tokens
 

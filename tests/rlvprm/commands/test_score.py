@@ -169,3 +169,27 @@ def test_an_hf_prm_records_its_chat_template_prompt(tiny_models, tmp_path):
     score_main(ScoreConfig(model=tiny_models("qwen2-vl"), data=str(data), out=str(out)))
     info = json.loads(Path(str(out) + ".run.json").read_text())["info"]["prompt"]
     assert (info["prm_prompt"], info["template"]) == ("checkpoint", "the processor's chat template")
+
+
+def test_a_model_error_on_one_record_is_named_or_skipped(tiny_models, tmp_path, monkeypatch):
+    """The model's own error for one record (here: out of memory on any batch holding it) goes the
+    record-error path: named without --skip-bad, counted and skipped with it, the rest scored."""
+    from rewards.backends.hf import HFBackend
+
+    real = HFBackend.step_logits
+
+    def failing(self, batch):
+        if any("number is 1." in self.processor.tokenizer.decode(row) for row in batch.inputs["input_ids"]):
+            raise RuntimeError("out of memory (for the test)")
+        return real(self, batch)
+
+    monkeypatch.setattr(HFBackend, "step_logits", failing)
+    data = write_data(tmp_path, n=3)
+    out = tmp_path / "s.jsonl"
+    cfg = ScoreConfig(model=tiny_models("qwen2-vl"), data=str(data), out=str(out), batch_size=4)
+    with pytest.raises(RecordError, match=r"record 2: model error \(RuntimeError\): out of memory"):
+        score_main(cfg)
+    cfg.skip_bad = True
+    assert score_main(cfg)["skipped"] == 1
+    assert [r["id"] for r in read(out)] == ["1", "3", "prompt-1"]
+    assert read(str(out) + ".skipped.jsonl")[0]["id"] == "2"
