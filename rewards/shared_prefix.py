@@ -37,6 +37,13 @@ _said: set[str] = set()
 VERIFIED_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "internvl")
 
 
+def body(model):
+    """The decoder that returns hidden states (``model.model`` in the transformers layout), under a
+    PEFT wrapper too (a PRM evaluated while LoRA trains is a ``PeftModel``)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.model
+
+
 def verified(model) -> bool:
     """Whether shared-prefix scoring is verified for ``model``; says once when it is not."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
@@ -198,7 +205,7 @@ class SharedPrefix:
     """
 
     def __init__(self, model, row: Sequence[int], cut: int, vision: dict[str, torch.Tensor] | None = None):
-        self.body = model.model
+        self.body = body(model)
         self.key = cache_keyword(self.body)
         param = next(self.body.parameters())
         inputs = {"input_ids": torch.tensor([list(row[:cut])]), "attention_mask": torch.ones(1, cut, dtype=torch.long)}

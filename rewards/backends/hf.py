@@ -43,6 +43,7 @@ from rewards.likelihood_feature import (
 )
 from rewards.shared_prefix import (
     SharedPrefix,
+    body,
     chunked_token_logprobs,
     group_rows_once,
     head_logits,
@@ -155,7 +156,7 @@ class HFBackend:
             if isinstance(v, torch.Tensor)
         }
         if verified(self.model):
-            hidden = self.model.model(**inputs, use_cache=False).last_hidden_state  # (B, L, H)
+            hidden = body(self.model)(**inputs, use_cache=False).last_hidden_state  # (B, L, H)
             return self.logits_from_hidden(hidden, 0, batch.read_positions, batch.step_spans, inputs["input_ids"])
         keep = {p for row in batch.read_positions for p in row}
         if self.feature is not None:
