@@ -55,10 +55,38 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 
 
 def load_summary(run: str | Path) -> dict:
-    path = Path(run) / "grpo_summary.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: is {run} the output folder of a finished `rlvprm grpo` run?")
-    return json.loads(path.read_text())
+    """A run's summary: ``grpo_summary.json`` (``rlvprm grpo``) or ``ppo_summary.json`` (``rlvprm ppo``)."""
+    for name in ("grpo_summary.json", "ppo_summary.json"):
+        path = Path(run) / name
+        if path.exists():
+            return json.loads(path.read_text())
+    raise FileNotFoundError(f"{Path(run) / 'grpo_summary.json'} does not exist: is {run} the output folder of a "
+                            "finished `rlvprm grpo` (or `rlvprm ppo`) run?")
+
+
+def completions_per_step(summary: dict) -> int:
+    """New sampled completions per optimiser step: a generation batch is ``per_device_train_batch_size``
+    x processes x ``gradient_accumulation_steps`` per step, each reused ``num_iterations`` times.
+
+    >>> completions_per_step({"grpo": {"per_device_train_batch_size": 128, "num_iterations": 1}})
+    128
+    >>> completions_per_step({"ppo": {"per_device_train_batch_size": 64, "num_iterations": 2}})
+    32
+    """
+    args = summary.get("grpo") or summary.get("ppo") or {}
+    per_step = (args.get("per_device_train_batch_size", 0) * args.get("world_size", 1)
+                * args.get("gradient_accumulation_steps", 1))
+    if not per_step or per_step % args.get("num_iterations", 1):
+        raise ValueError("a summary without the batch settings that give completions per step")
+    return per_step // args.get("num_iterations", 1)
+
+
+def in_completions(summary: dict) -> dict:
+    """``summary`` with every held-out and logged ``step`` turned into sampled completions, so arms
+    with different batches and PPO epochs (PPO against GRPO) compare at the same sample budget."""
+    k = completions_per_step(summary)
+    return {**summary, "heldout": [{**h, "step": h["step"] * k} for h in summary["heldout"]],
+            "log_history": [{**h, "step": h["step"] * k} if "step" in h else h for h in summary.get("log_history", [])]}
 
 
 def up_to(summary: dict, max_step: int) -> dict:
@@ -136,7 +164,8 @@ def _mean(values):
 def markdown(result: dict) -> str:
     t = result["target"]
     lines = [
-        f"Baseline: `{result['baseline']}`, final held-out mean-sample accuracy {t['sample_accuracy']:.3f} at step {t['step']}.",
+        f"Baseline: `{result['baseline']}`, final held-out mean-sample accuracy {t['sample_accuracy']:.3f} at step "
+        f"{t['step']} (steps are sampled completions when compared with --x completions).",
         "",
         "| arm | seeds | held-out greedy, start -> final | held-out mean sample, start -> final | gain (sample) | "
         "steps to the baseline's final (fraction) | " + " | ".join(label for _, label in SIGNALS) + " | wall per run |",
@@ -156,7 +185,7 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_arms(arms: dict[str, list[dict]], result: dict, path: str | Path, smooth: int = 5) -> Path:
+def plot_arms(arms: dict[str, list[dict]], result: dict, path: str | Path, smooth: int = 5, x: str = "step") -> Path:
     """Held-out curves with standard-error bands, and training accuracy and signals (seed means)."""
     import matplotlib
 
@@ -179,13 +208,15 @@ def plot_arms(arms: dict[str, list[dict]], result: dict, path: str | Path, smoot
                 ax.fill_between(steps, [m - s for m, s in zip(means, ses)], [m + s for m, s in zip(means, ses)],
                                 color=line.get_color(), alpha=0.2)
             else:
-                per_run = [[h[key] for h in s["log_history"] if key in h and "train_loss" not in h] for s in runs]
+                per_run = [[(h.get("step"), h[key]) for h in s["log_history"] if key in h and "train_loss" not in h]
+                           for s in runs]
                 n = min(len(v) for v in per_run)
                 if n:
-                    mean = [sum(v[i] for v in per_run) / len(per_run) for i in range(n)]
-                    ax.plot(range(1, n + 1), moving_average(mean, smooth), label=name)
+                    mean = [sum(v[i][1] for v in per_run) / len(per_run) for i in range(n)]
+                    at = [per_run[0][i][0] or i + 1 for i in range(n)]
+                    ax.plot(at, moving_average(mean, smooth), label=name)
         ax.set_title(title if key in HELD_OUT else f"{title} (seed mean, moving average of {smooth})", fontsize=10)
-        ax.set_xlabel("step")
+        ax.set_xlabel("sampled completions" if x == "completions" else "step")
         ax.grid(alpha=0.3)
     axes[1].axhline(result["target"]["sample_accuracy"], color="grey", ls=":", lw=1)
     axes[0].legend(fontsize=8)
@@ -199,7 +230,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--baseline", required=True, help="the arm whose final held-out sampled accuracy the others race to")
     parser.add_argument("--out", required=True, help="folder for arms.md, arms.json and arms.png")
     parser.add_argument("--max-step", type=int, default=None,
-                        help="compare up to this step (runs must have a held-out point there; a run cut there shows no wall time)")
+                        help="compare up to this step (runs must have a held-out point there; a run cut there shows no wall time); "
+                             "with --x completions, in completions")
+    parser.add_argument("--x", choices=("step", "completions"), default="step",
+                        help="the axis runs are compared on: optimiser steps, or sampled completions (for arms whose "
+                             "steps differ: PPO's epochs and batch against GRPO's)")
     args = parser.parse_args(argv)
     arms: dict[str, list[dict]] = {}
     for item in args.arm:
@@ -207,6 +242,8 @@ def main(argv: list[str] | None = None) -> dict:
         if not sep or not runs:
             parser.error(f"--arm takes NAME=RUN,RUN,..., got {item!r}")
         arms[name] = [load_summary(r) for r in runs.split(",") if r]
+        if args.x == "completions":
+            arms[name] = [in_completions(s) for s in arms[name]]
         if args.max_step is not None:
             arms[name] = [up_to(s, args.max_step) for s in arms[name]]
     result = compare_arms(arms, args.baseline)
@@ -214,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "arms.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / "arms.md").write_text(markdown(result))
-    plot_arms(arms, result, out / "arms.png")
+    plot_arms(arms, result, out / "arms.png", x=args.x)
     print(markdown(result))
     return result
 

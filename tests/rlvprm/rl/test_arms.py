@@ -52,3 +52,20 @@ def test_up_to_cuts_a_longer_run_and_main_writes_the_files(tmp_path):
     result = json.loads((tmp_path / "out" / "arms.json").read_text())
     assert result["arms"]["process"]["steps_to_baseline_final"] == 10
     assert (tmp_path / "out" / "arms.png").stat().st_size > 0
+
+
+def test_ppo_and_grpo_compare_at_the_same_number_of_sampled_completions(tmp_path):
+    # GRPO: 128 new completions a step; PPO: batches of 64 used for 2 epochs, 32 new completions a step.
+    grpo = {**_run([0.30, 0.40, 0.45], [0.5] * 3), "grpo": {"per_device_train_batch_size": 128, "num_iterations": 1}}
+    ppo = _run([0.30, 0.38, 0.42, 0.44, 0.46], [0.5] * 5)
+    ppo = {**ppo, "heldout": [{**h, "step": 20 * i} for i, h in enumerate(ppo["heldout"])],
+           "ppo": {"per_device_train_batch_size": 64, "num_iterations": 2}}
+    for name, run in (("grpo", grpo), ("ppo", ppo)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}_summary.json").write_text(json.dumps(run))
+    result = main(["--arm", f"grpo={tmp_path / 'grpo'}", "--arm", f"ppo={tmp_path / 'ppo'}", "--baseline", "grpo",
+                   "--x", "completions", "--max-step", "1280", "--out", str(tmp_path / "out")])
+    # GRPO held out at steps 0, 5, 10 = 0, 640, 1280 completions; PPO at steps 0, 20, 40 = 0, 640, 1280.
+    assert [c[0] for c in result["arms"]["ppo"]["curves"]["sample_accuracy"]] == [0, 640, 1280]
+    assert result["target"] == {"sample_accuracy": 0.45, "step": 1280}
+    assert result["arms"]["ppo"]["steps_to_baseline_final"] is None
