@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 
 from rlvprm.config import field
+from rlvprm.data.provenance import weights_sha256
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ def main(cfg: DemoConfig) -> dict:
     sft = {k: getattr(cfg, k) for k in ("read_steps", "full_steps", "flawed_steps", "flawed_learning_rate",
                                          "batch_size", "learning_rate", "num_sft")} if cfg.from_scratch else {}
     # A shipped checkpoint is known by its weights, so a newer release of it re-runs what follows.
-    shipped = {} if cfg.from_scratch else {"weights": _weights(st.SHIPPED_POLICY)}
+    shipped = {} if cfg.from_scratch else {"weights": weights_sha256(st.SHIPPED_POLICY)}
     stage("policy", {"from_scratch": cfg.from_scratch, **sft, **shipped}, lambda d: st.policy(cfg, world, d),
           lambda r: f"toy policy ({r['source']}, trained in {r['train_seconds']:.0f} s)", after=["world"])
     policy = run / "policy" / "model"
@@ -174,7 +175,7 @@ def main(cfg: DemoConfig) -> dict:
           lambda r: f"{r['rollouts']} rollouts of {r['prompts']} prompts; '-' labels against exact: precision "
                     f"{_num(r['precision'])}, recall {_num(r['recall'])}", after=["policy"])
     prm_settings = {"from_scratch": cfg.from_scratch,
-                    **({"steps": cfg.prm_steps} if cfg.from_scratch else {"weights": _weights(st.SHIPPED_PRM)})}
+                    **({"steps": cfg.prm_steps} if cfg.from_scratch else {"weights": weights_sha256(st.SHIPPED_PRM)})}
     prm = stage("prm", prm_settings, lambda d: st.prm(cfg, world, run / "mc-labels" / "labels.jsonl", policy, d),
                 lambda r: f"PRM ({r['source']}, {r['records']} rollouts, {r['steps']} steps, "
                           f"{r['train_seconds']:.0f} s)", after=["mc-labels"])["path"]
@@ -195,7 +196,7 @@ def main(cfg: DemoConfig) -> dict:
                                      for arm, run in r["runs"].items()), after=["prm"])
     rl = ({f"grpo-{arm}": r["path"] for arm, r in grpo["runs"].items()} if cfg.from_scratch
           else {name: str(path) for name, path in st.SHIPPED_RL.items()})
-    rl_weights = {} if cfg.from_scratch else {name: _weights(path) for name, path in rl.items()}
+    rl_weights = {} if cfg.from_scratch else {name: weights_sha256(path) for name, path in rl.items()}
     stage("compare", {**sampling, "rl": rl, "rl_weights": rl_weights, "served_prompts": cfg.served_prompts},
           lambda d: st.compare(cfg, world, str(policy), run / "bon", prm, rl, d),
           lambda r: "accuracy against compute of every method written", after=["bon", "grpo"])
@@ -204,13 +205,6 @@ def main(cfg: DemoConfig) -> dict:
     report = write_report(run, cfg, done, total)
     print(f"[report] {report}  (demo took {total:.0f} s)")
     return {"report": str(report), "stages": done, "seconds": total}
-
-
-def _weights(folder) -> str | None:
-    from rlvprm.data.provenance import file_sha256
-
-    path = Path(folder) / "model.safetensors"
-    return file_sha256(path) if path.is_file() else None
 
 
 def _acc(result: dict, strategy: str) -> str:

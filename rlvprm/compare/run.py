@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvprm.bon.config import BonPrompt, Skips
-from rlvprm.bon.run import load_prompts, run_bon
+from rlvprm.bon.run import load_prompts, run_bon, sampling_settings, scoring_settings
 from rlvprm.bon.scoring import read_lines
 from rlvprm.bon.select import default_ns
 from rlvprm.compare.compute import judge_prompts, merge_families, method_rows
@@ -34,7 +34,7 @@ from rlvprm.compare.report import plot_compute, plot_name, render_markdown
 from rlvprm.compare.training import SUMMARY, TrainingCost, read_summary, training_cost
 from rlvprm.config import ConfigError
 from rlvprm.data.jsonl import RecordError, read_jsonl
-from rlvprm.data.provenance import file_sha256
+from rlvprm.data.provenance import WEIGHTS, weights_sha256
 from rlvprm.data.records import parse_record
 
 
@@ -80,26 +80,31 @@ def same_policy(a: str, b: str) -> bool:
     """The same folder, or two folders holding the same weights (a copied checkpoint is the same policy)."""
     if Path(a).resolve() == Path(b).resolve():
         return True
-    wa, wb = Path(a) / "model.safetensors", Path(b) / "model.safetensors"
-    return wa.is_file() and wb.is_file() and wa.stat().st_size == wb.stat().st_size and file_sha256(wa) == file_sha256(wb)
+    wa, wb = Path(a) / WEIGHTS, Path(b) / WEIGHTS
+    return (wa.is_file() and wb.is_file() and wa.stat().st_size == wb.stat().st_size  # cheap before hashing
+            and weights_sha256(a) == weights_sha256(b))
+
+
+# Settings a --base-bon run may differ in: compared by weights below (policy, prm), or not deciding the
+# samples and PRM scores compare reads (the teacher-forced log-probabilities, the ORM's scores).
+NOT_COMPARED = {"policy", "logprobs", "prm", "orm"}
 
 
 def check_base_bon(cfg: CompareConfig, folder: Path) -> None:
-    """Refuse a ``--base-bon`` run that sampled or scored differently from what compare would run."""
+    """Refuse a ``--base-bon`` run that sampled or scored differently from what compare would run: the
+    settings ``rlvprm bon`` itself refuses to resume under (``sampling_settings``, ``scoring_settings``)."""
     meta = folder / "run.json"
     if not meta.is_file() or not (folder / "scores.jsonl").is_file():
         raise ConfigError(f"--base-bon {folder}: not a finished `rlvprm bon` run (no run.json or scores.jsonl)")
     saved = json.loads(meta.read_text())
-    sampling, scoring = saved.get("sampling", {}), saved.get("scoring", {})
     want = cfg.bon_config(cfg.base, str(folder))
-    expected = {"data_sha256": file_sha256(cfg.data), "n": want.n, "seed": want.seed, "temperature": want.temperature,
-                "top_p": want.top_p, "max_new_tokens": want.max_new_tokens, "greedy": True, "max_steps": want.max_steps,
-                "chunk_size": want.chunk_size, "sampler": want.sampler}  # the samples depend on the chunking too
-    diff = [f"{k}: {sampling.get(k)!r} (compare: {v!r})" for k, v in expected.items() if sampling.get(k) != v]
-    if not same_policy(str(sampling.get("policy")), cfg.base):
-        diff.append(f"policy: {sampling.get('policy')!r} (compare: {cfg.base!r}, other weights)")
-    if not scoring.get("prm") or not same_policy(str(scoring["prm"]), cfg.prm) and scoring["prm"] != cfg.prm:
-        diff.append(f"prm: {scoring.get('prm')!r} (compare: {cfg.prm!r})")
+    diff = [f"{k}: {saved.get(stage, {}).get(k)!r} (compare: {v!r})"
+            for stage, expected in (("sampling", sampling_settings(want)), ("scoring", scoring_settings(want)))
+            for k, v in expected.items() if k not in NOT_COMPARED and saved.get(stage, {}).get(k) != v]
+    for stage, key, ours in (("sampling", "policy", cfg.base), ("scoring", "prm", cfg.prm)):
+        theirs = saved.get(stage, {}).get(key)
+        if not same_policy(str(theirs), ours):
+            diff.append(f"{key}: {theirs!r} (compare: {ours!r}, other weights)")
     if diff:
         raise ConfigError(f"--base-bon {folder} was run with other settings: {'; '.join(diff)}")
 

@@ -43,6 +43,15 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+WEIGHTS = "model.safetensors"  # a model folder's weights, as `save_pretrained` writes them unsharded
+
+
+def weights_sha256(folder: str | Path) -> str | None:
+    """SHA-256 of a model folder's ``model.safetensors`` (None when it has none: a hub id, sharded weights)."""
+    path = Path(folder) / WEIGHTS
+    return file_sha256(path) if path.is_file() else None
+
+
 def check_resume(meta: str | Path, settings: dict[str, Any], output: str | Path, stage: str | None = None) -> None:
     """Record ``settings`` in ``meta``; raise :class:`RunMismatch` if ``output`` was started under others.
 
