@@ -37,6 +37,17 @@ class InputError(ValueError):
     """A record cannot be scored as given (too long, markup inside the text, bad image)."""
 
 
+# What a scorer raises for one record: its input (InputError) or the model's own failure on it
+# (RuntimeError: out of memory, a shape it rejects). Callers rescore a failed batch record by record
+# and name or skip only the record that fails.
+RECORD_ERRORS = (InputError, RuntimeError)
+
+
+def record_error_text(err: Exception) -> str:
+    """What a per-record scoring error says: a model error also names its type."""
+    return str(err) if isinstance(err, InputError) else f"model error ({type(err).__name__}): {err}"
+
+
 @dataclass
 class EncodedBatch:
     """Model inputs for a batch of conversations (right-padded) and where to read each step.

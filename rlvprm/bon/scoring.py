@@ -29,13 +29,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from rewards.backends.base import RECORD_ERRORS, record_error_text
 from rewards.prm import Group
 from rewards.scorers import load_scorer, prompt_info
 from rlvprm.bon.candidates import chunks
 from rlvprm.bon.config import BonConfig, BonPrompt, Skips
 from rlvprm.data.jsonl import RecordError, ResumableWriter, read_jsonl
 from rlvprm.data.provenance import record_info
-from rlvprm.data.records import load_images, scoring_error_text, scoring_errors
+from rlvprm.data.records import load_images
 from rlvprm.policy_likelihood import StepLogprobs, likelihood_step_scores
 
 log = logging.getLogger(__name__)
@@ -131,14 +132,14 @@ def score_with(
         for i, (idx, res) in enumerate(zip(kept, results)):
             for j, r in zip(idx, res):
                 out[i][j], tokens[i][j] = r.step_scores, r.num_tokens
-    except scoring_errors():
+    except RECORD_ERRORS:
         for i, (g, idx) in enumerate(zip(sub, kept)):
             for j, text in zip(idx, g.solutions):
                 try:
                     r = model.score_groups([Group(g.question, g.images, [text])])[0][0]
                     out[i][j], tokens[i][j] = r.step_scores, r.num_tokens
-                except scoring_errors() as err:
-                    skips(chunk[i].id, "score", f"prompt {chunk[i].id}, candidate {j}: {scoring_error_text(err)}")
+                except RECORD_ERRORS as err:
+                    skips(chunk[i].id, "score", f"prompt {chunk[i].id}, candidate {j}: {record_error_text(err)}")
                     out[i][j], tokens[i][j] = None, None
     return out, tokens
 

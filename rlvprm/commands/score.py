@@ -20,6 +20,7 @@ from typing import Literal
 from tqdm import tqdm
 
 from rewards.aggregate import parse_aggregation
+from rewards.backends.base import RECORD_ERRORS, record_error_text
 from rewards.conversation import ConversationError
 from rewards.prm import Group
 from rewards.scorers import load_scorer, prompt_info
@@ -33,7 +34,7 @@ from rlvprm.data.jsonl import (
     record_id,
 )
 from rlvprm.data.provenance import check_resume, file_sha256, record_info
-from rlvprm.data.records import Record, load_images, parse_record, scoring_error_text, scoring_errors
+from rlvprm.data.records import Record, load_images, parse_record
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +102,15 @@ def main(cfg: ScoreConfig) -> dict:
             return
         try:
             results = prm.score_groups([g for _, g in pending])
-        except scoring_errors():
+        except RECORD_ERRORS:
             # Find the record that fails (an input the model cannot take, or the model's own error), score the rest.
             results = []
             for rec, g in pending:
                 try:
                     results.append(prm.score_groups([g])[0])
-                except scoring_errors() as err:
+                except RECORD_ERRORS as err:
                     if rec.id not in writer.done:
-                        bad(rec.id, f"record {rec.id}: {scoring_error_text(err)}")
+                        bad(rec.id, f"record {rec.id}: {record_error_text(err)}")
                         bar.update(1)
                     results.append(None)
         for (rec, _), res in zip(pending, results):

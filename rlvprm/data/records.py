@@ -123,23 +123,3 @@ def open_image(rel: str | Path, image_root: str | Path | None, record_id: str) -
             return to_rgb(ImageOps.exif_transpose(im))
     except (UnidentifiedImageError, OSError) as err:
         raise RecordError(f"record {record_id}: image {path} cannot be read ({err})") from None
-
-
-def scoring_errors():
-    """The errors a scorer raises for one record, which ``score`` and ``bon`` name or skip per record.
-
-    ``InputError`` (too long, chat markup, a bad image for the processor) and ``RuntimeError``, the
-    model's own: out of memory, or a shape it rejects. A batch that raises one is scored again record
-    by record, so only the record that fails is named (or, with ``--skip-bad``, counted and skipped).
-    """
-    from rewards.backends.base import InputError
-
-    return (InputError, RuntimeError)
-
-
-def scoring_error_text(err: Exception) -> str:
-    """What a per-record scoring error says: a model error also names its type."""
-    from rewards.backends.base import InputError
-
-    return str(err) if isinstance(err, InputError) else f"model error ({type(err).__name__}): {err}"
-
