@@ -43,14 +43,14 @@ from typing import Any
 
 import torch
 from accelerate.utils import gather, pad_across_processes
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOConfig
 
 from rlvprm.rl import credit, ppo_credit
 from rlvprm.rl.batch_credit import CreditSettings, batch_metrics, gather_batch
 from rlvprm.rl.critic import CriticOptimizer, ValueModel, load_critic
 from rlvprm.rl.rollouts import to_step_batch
 from rlvprm.rl.scorers import StepScorer
-from rlvprm.rl.trainer import OutcomeAndSteps
+from rlvprm.rl.trainer import StepRewardTrainer
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class _ValuesAsLogProbs:
         return SimpleNamespace(log_probs=self.critic(**inputs)[:, :-1])
 
 
-class ProcessRewardPPOTrainer(GRPOTrainer):
+class ProcessRewardPPOTrainer(StepRewardTrainer):
     """PPO of a vision-language policy with PRM step rewards and a critic (see the module docstring).
 
     Args:
@@ -134,6 +134,8 @@ class ProcessRewardPPOTrainer(GRPOTrainer):
         train_dataset, processing_class, **kwargs: as for ``ProcessRewardGRPOTrainer``.
     """
 
+    weighting = "weighted by the PPO settings"
+
     def __init__(
         self,
         model: Any,
@@ -145,19 +147,8 @@ class ProcessRewardPPOTrainer(GRPOTrainer):
         critic: ValueModel | str | None = None,
         **kwargs,
     ):
-        if "reward_funcs" in kwargs:
-            raise TypeError("ProcessRewardPPOTrainer makes its own reward function; do not pass reward_funcs")
-        if args.reward_weights is not None:
-            raise ValueError("reward_weights does not apply: the outcome and step rewards are weighted by the PPO settings")
-        self.outcome_and_steps = OutcomeAndSteps(scorer)
-        super().__init__(model=model, reward_funcs=[self.outcome_and_steps], args=args, train_dataset=train_dataset,
-                         processing_class=processing_class, **kwargs)
-        if self.tools or self.environment_factories is not None:
-            raise ValueError("tool calling and environments are not supported with step rewards")
+        super().__init__(model, scorer, args, train_dataset=train_dataset, processing_class=processing_class, **kwargs)
         self.ppo = ppo
-        self.scorer = scorer
-        self.outcome_and_steps.tokenizer = self._tokenizer
-        scorer.prepare(self.accelerator, deepspeed=self.is_deepspeed_enabled)
         if not isinstance(critic, ValueModel):
             source = critic or (model if isinstance(model, str) else model.config._name_or_path)
             critic = load_critic(source, dtype=next(self.model.parameters()).dtype,
@@ -169,7 +160,6 @@ class ProcessRewardPPOTrainer(GRPOTrainer):
             accumulation=args.gradient_accumulation_steps,
             deepspeed_config=self.accelerator.state.deepspeed_plugin.deepspeed_config if self.is_deepspeed_enabled else None,
         )
-        self.extra_logs: dict[str, float] = {}  # merged into the next log call (held-out accuracy)
 
     # -- rollout: rewards, values, GAE ---------------------------------------------------------------
 
@@ -280,12 +270,6 @@ class ProcessRewardPPOTrainer(GRPOTrainer):
         if unscored_rows.numel() and self.accelerator.is_main_process:
             log.warning("%d completions had NaN or missing step scores; they get the outcome reward only",
                         int(unscored_rows.numel()))
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self.extra_logs:
-            logs = {**logs, **self.extra_logs}
-            self.extra_logs = {}
-        super().log(logs, start_time)
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)

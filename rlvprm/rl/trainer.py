@@ -85,7 +85,41 @@ class OutcomeAndSteps:
         return scored
 
 
-class ProcessRewardGRPOTrainer(GRPOTrainer):
+class StepRewardTrainer(GRPOTrainer):
+    """TRL's ``GRPOTrainer`` with one reward function, :class:`OutcomeAndSteps`, whose step scores a
+    subclass turns into advantages (GRPO credit here, PPO's GAE in ``rlvprm.rl.ppo_trainer``).
+
+    It also merges ``extra_logs`` (held-out accuracy, set by ``rlvprm.rl.heldout``) into the next log.
+    ``weighting`` names what mixes outcome and step rewards, for the error on TRL's ``reward_weights``.
+    """
+
+    weighting = "the subclass's settings"
+
+    def __init__(self, model: Any, scorer: StepScorer, args: GRPOConfig, train_dataset=None, processing_class=None,
+                 **kwargs):
+        name = type(self).__name__
+        if "reward_funcs" in kwargs:
+            raise TypeError(f"{name} makes its own reward function; do not pass reward_funcs")
+        if args.reward_weights is not None:
+            raise ValueError(f"reward_weights does not apply: the outcome and step rewards are {self.weighting}")
+        self.outcome_and_steps = OutcomeAndSteps(scorer)
+        super().__init__(model=model, reward_funcs=[self.outcome_and_steps], args=args, train_dataset=train_dataset,
+                         processing_class=processing_class, **kwargs)
+        if self.tools or self.environment_factories is not None:
+            raise ValueError("tool calling and environments are not supported with step rewards (see the module docstring)")
+        self.scorer = scorer
+        self.outcome_and_steps.tokenizer = self._tokenizer
+        scorer.prepare(self.accelerator, deepspeed=self.is_deepspeed_enabled)
+        self.extra_logs: dict[str, float] = {}  # merged into the next log call (held-out accuracy)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self.extra_logs:
+            logs = {**logs, **self.extra_logs}
+            self.extra_logs = {}
+        super().log(logs, start_time)
+
+
+class ProcessRewardGRPOTrainer(StepRewardTrainer):
     """``GRPOTrainer`` with per-token advantages from step scores.
 
     Args:
@@ -102,6 +136,8 @@ class ProcessRewardGRPOTrainer(GRPOTrainer):
             ``peft_config``, ...), except ``reward_funcs``.
     """
 
+    weighting = "mixed by the credit settings"
+
     def __init__(
         self,
         model: Any,
@@ -112,26 +148,8 @@ class ProcessRewardGRPOTrainer(GRPOTrainer):
         processing_class=None,
         **kwargs,
     ):
-        if "reward_funcs" in kwargs:
-            raise TypeError("ProcessRewardGRPOTrainer makes its own reward function; do not pass reward_funcs")
-        if args.reward_weights is not None:
-            raise ValueError("reward_weights does not apply: the outcome and step rewards are mixed by the credit settings")
-        self.outcome_and_steps = OutcomeAndSteps(scorer)
-        super().__init__(
-            model=model,
-            reward_funcs=[self.outcome_and_steps],
-            args=args,
-            train_dataset=train_dataset,
-            processing_class=processing_class,
-            **kwargs,
-        )
-        if self.tools or self.environment_factories is not None:
-            raise ValueError("tool calling and environments are not supported with step rewards (see the module docstring)")
+        super().__init__(model, scorer, args, train_dataset=train_dataset, processing_class=processing_class, **kwargs)
         self.credit = dataclasses.replace(credit, scale_rewards=self.scale_rewards)
-        self.scorer = scorer
-        self.outcome_and_steps.tokenizer = self._tokenizer
-        scorer.prepare(self.accelerator, deepspeed=self.is_deepspeed_enabled)
-        self.extra_logs: dict[str, float] = {}  # merged into the next log call (held-out accuracy)
         self.trl_advantages = None
         self.compute: dict[str, int] | None = None  # cumulative counts (module docstring, point 4)
         self._prm_tokens_seen = 0  # scorer.tokens_scored at the last batch, to take differences
@@ -172,9 +190,4 @@ class ProcessRewardGRPOTrainer(GRPOTrainer):
             self.compute[key] += int(value)
             self._metrics[mode][key] = [self.compute[key]]
 
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self.extra_logs:
-            logs = {**logs, **self.extra_logs}
-            self.extra_logs = {}
-        super().log(logs, start_time)
 
