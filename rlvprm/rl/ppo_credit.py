@@ -161,14 +161,18 @@ def whiten(x: Tensor, mask: Tensor, moments: Tensor, eps: float = 1e-8) -> Tenso
 
 
 def clipped_value_loss(
-    values: Tensor, old_values: Tensor, returns: Tensor, completion_mask: Tensor, clip: float | None
+    values: Tensor, old_values: Tensor, returns: Tensor, completion_mask: Tensor, clip: float | None,
+    num_tokens: Tensor | float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """PPO's clipped value loss and the fraction of tokens where clipping bound: ``(loss, clip_frac)``, scalars.
 
     Shapes: values (B, T) (the critic now), old_values (B, T) (at rollout), returns (B, T), completion_mask (B, T).
 
-    loss = 0.5 * mean over real tokens of max((V - R)^2, (V_clipped - R)^2), where
-    V_clipped = V_old + clamp(V - V_old, -clip, clip); ``clip=None`` is the plain squared error.
+    loss = 0.5 * sum over real tokens of max((V - R)^2, (V_clipped - R)^2) / ``num_tokens`` (default:
+    the batch's real tokens, a mean), where V_clipped = V_old + clamp(V - V_old, -clip, clip);
+    ``clip=None`` is the plain squared error. A multi-process run passes the tokens of the whole
+    batch over the number of processes, so that averaging the processes' gradients gives the
+    gradient of the mean over all tokens, whatever each process holds.
 
     >>> loss, frac = clipped_value_loss(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 0.0]]),
     ...                                 torch.tensor([[2.0, 0.0]]), torch.tensor([[1, 0]]), clip=0.2)
@@ -177,11 +181,12 @@ def clipped_value_loss(
     """
     mask = completion_mask.to(values.dtype)
     count = mask.sum().clamp(min=1)
+    total = count if num_tokens is None else num_tokens
     unclipped = (values - returns) ** 2
     if clip is None:
-        return 0.5 * (unclipped * mask).sum() / count, torch.zeros((), device=values.device)
+        return 0.5 * (unclipped * mask).sum() / total, torch.zeros((), device=values.device)
     clipped_values = old_values + (values - old_values).clamp(-clip, clip)
     clipped = (clipped_values - returns) ** 2
-    loss = 0.5 * (torch.maximum(unclipped, clipped) * mask).sum() / count
+    loss = 0.5 * (torch.maximum(unclipped, clipped) * mask).sum() / total
     clip_frac = ((clipped > unclipped).to(values.dtype) * mask).sum() / count
     return loss, clip_frac.detach()

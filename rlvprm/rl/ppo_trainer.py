@@ -230,8 +230,12 @@ class ProcessRewardPPOTrainer(StepRewardTrainer):
     def _fit_critic(self, inputs) -> None:
         mask = inputs["completion_mask"]
         values = self._values(inputs)
+        # A token mean over the rollout batch of every process, as TRL's "dapo" policy loss: the critic's
+        # optimizer averages P processes' gradients over A accumulated micro-batches, and a rollout
+        # batch (num_items_in_batch tokens) holds steps_per_generation micro-batches of each process.
+        tokens = inputs["num_items_in_batch"].clamp(min=1) / (self.accelerator.num_processes * self.args.steps_per_generation)
         value_loss, clip_frac = ppo_credit.clipped_value_loss(
-            values, inputs["old_values"], inputs["returns"], mask, self.ppo.value_clip
+            values, inputs["old_values"], inputs["returns"], mask, self.ppo.value_clip, num_tokens=tokens
         )
         self.critic.backward(value_loss)
         metrics = self._metrics["train"]

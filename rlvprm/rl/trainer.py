@@ -103,6 +103,13 @@ class StepRewardTrainer(GRPOTrainer):
         if args.reward_weights is not None:
             raise ValueError(f"reward_weights does not apply: the outcome and step rewards are {self.weighting}")
         self.outcome_and_steps = OutcomeAndSteps(scorer)
+        tokenizer = getattr(processing_class, "tokenizer", processing_class)
+        if getattr(tokenizer, "padding_side", "left") != "left":
+            # TRL pads prompt ids on the left but takes the image fields (Qwen2-VL's mm_token_type_ids)
+            # from the processor as it pads: a processor padding on the right shifts them against the
+            # tokens of every padded prompt, and the policy's log-probabilities change with the batch.
+            log.info("the policy's processor pads on the %s; set to the left, as TRL pads prompts", tokenizer.padding_side)
+            tokenizer.padding_side = "left"
         super().__init__(model=model, reward_funcs=[self.outcome_and_steps], args=args, train_dataset=train_dataset,
                          processing_class=processing_class, **kwargs)
         if self.tools or self.environment_factories is not None:

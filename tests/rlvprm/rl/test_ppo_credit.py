@@ -103,6 +103,9 @@ def test_clipped_value_loss_by_hand():
     assert frac.item() == pytest.approx(0.5)
     plain, _ = ppo_credit.clipped_value_loss(values, old, returns, mask, clip=None)
     assert plain.item() == pytest.approx(0.5 * (0.25 + 1.21) / 2)
+    # Over a given token count (a multi-process batch's tokens per process): the sum, divided by it.
+    spread, _ = ppo_credit.clipped_value_loss(values, old, returns, mask, clip=0.2, num_tokens=torch.tensor(5.0))
+    assert spread.item() == pytest.approx(0.5 * (0.64 + 1.21) / 5)
 
 
 def test_step_rewards_land_on_each_steps_last_token(tiny_models):

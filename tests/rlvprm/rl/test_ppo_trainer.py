@@ -151,3 +151,134 @@ def test_critic_under_deepspeed_on_the_cpu(stage, tiny_models, world, tmp_path):
     assert first[3] == [] and resumed[3] == ["critic"]  # the resumed run restored the critic's DeepSpeed state
     assert all(math.isfinite(loss) and math.isfinite(value) for loss, value in first[2] + resumed[2])
     assert (out / "checkpoint-2" / "critic" / "latest").exists()
+
+
+class TextScorer:
+    """Steps are the completion's lines, scored by their text alone (0.9 if the line's sum is right,
+    0.2 if not), so a completion scores the same in whichever process scores it."""
+
+    name = "lines"
+    tokens_scored = 0
+
+    def score(self, rollouts):
+        from rewards.steps import Step
+        from rlvprm.rl.scorers import StepScores
+
+        out = []
+        for r in rollouts:
+            steps, start = [], 0
+            for line in r.text.split("\n\n"):
+                steps.append(Step(line, start, start + len(line)))
+                start += len(line) + 2
+            out.append(StepScores(steps, [0.9 if "= 5" in s.text else 0.2 for s in steps]))
+        return out
+
+    def prepare(self, accelerator, deepspeed):
+        pass
+
+
+class FixedRollouts(ProcessRewardPPOTrainer):
+    """Each prompt's completion is fixed by its tokens (one to three lines, some right, some wrong),
+    so one process and two sample the same completions; everything after generation is the real
+    trainer. Records the gradient every optimiser step applies (after the processes' average and
+    clipping) and each rollout's completions (by prompt id) with their advantages and returns."""
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        tokenizer = self.processing_class.tokenizer
+        completions = []
+        for ids in prompt_ids:
+            k = sum(i * j for j, i in enumerate(ids)) % 3
+            lines = [f"{i} + {k} = {i + k}" for i in range(1, k + 3)] + [f"Answer: {k + 4}"]
+            completions.append(tokenizer.encode("\n\n".join(lines), add_special_tokens=False) + [tokenizer.eos_token_id])
+        return completions, None
+
+    def create_optimizer(self, *args, **kwargs):
+        optimizer = super().create_optimizer(*args, **kwargs)
+        self.grads = {"policy": [], "critic": []}
+        names = {p: n for n, p in self.model.named_parameters()}
+        critic_names = {p: n for n, p in self.critic.critic.named_parameters()}
+
+        def recorder(kind, table):
+            def hook(opt, args, kwargs):
+                self.grads[kind].append({table[p]: p.grad.detach().clone() for group in opt.param_groups
+                                         for p in group["params"] if p.grad is not None})
+            return hook
+
+        optimizer.register_step_pre_hook(recorder("policy", names))
+        self.critic.optimizer.register_step_pre_hook(recorder("critic", critic_names))
+        return optimizer
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        self.rollouts = getattr(self, "rollouts", []) + [[
+            (row["id"], ids[m.bool()].tolist(), adv[m.bool()].tolist(), ret[m.bool()].tolist())
+            for row, ids, m, adv, ret in zip(inputs, output["completion_ids"], output["completion_mask"],
+                                             output["advantages"], output["returns"])
+        ]]
+        return output
+
+
+def _update_worker(world_size: int, rank: int, port: int, policy: str, prompts: str, out: str, queue) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size))
+    torch.set_num_threads(1)
+    # 4 prompts a rollout in all (4 in one process, 2 in each of two), 2 PPO epochs: 4 optimiser steps.
+    args = grpo_args(Path(out), PPOConfig, num_generations=1, per_device_train_batch_size=4 // world_size,
+                     num_iterations=2, max_steps=4, beta=0.05, max_completion_length=48, learning_rate=1e-3)
+    settings = PPOSettings(step_reward="delta", critic_learning_rate=1e-3, lam=0.9, value_clip=0.2)
+    trainer = FixedRollouts(policy, TextScorer(), settings, args, train_dataset=load_prompt_dataset(prompts),
+                            processing_class=load_processor(policy))
+    trainer.train()
+    torch.save((trainer.grads, trainer.rollouts), Path(out) / f"rank{rank}.pt")  # tensors by value, not shared memory
+    queue.put(rank)
+
+
+def _run_update(world_size: int, tmp_path, policy: str, prompts: str) -> tuple[dict, list]:
+    import multiprocessing as mp
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    procs = [context.Process(target=_update_worker, args=(world_size, rank, port, policy, prompts,
+                                                          str(tmp_path / f"p{world_size}"), queue))
+             for rank in range(world_size)]
+    for proc in procs:
+        proc.start()
+    assert sorted(queue.get(timeout=600) for _ in procs) == list(range(world_size))
+    for proc in procs:
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+    results = [torch.load(tmp_path / f"p{world_size}" / f"rank{rank}.pt") for rank in range(world_size)]
+    grads = results[0][0]
+    rollouts = [sum((r[1][i] for r in results), []) for i in range(len(results[0][1]))]  # both shards of each
+    return grads, rollouts
+
+
+def test_two_processes_make_the_update_of_one(tiny_models, world, tmp_path):
+    """A whole PPO run (rewards, values, GAE, whitening, the clipped policy loss, the critic's value
+    loss, 2 rollouts x 2 epochs) under two gloo processes applies the same gradients to the policy and
+    the critic as one process with the same completions; the completions' token counts differ, so a
+    loss normalised per process would not."""
+    policy = tiny_models("qwen2-vl")
+    one_grads, one_rollouts = _run_update(1, tmp_path, policy, str(world.prompts))
+    two_grads, two_rollouts = _run_update(2, tmp_path, policy, str(world.prompts))
+
+    assert len(one_rollouts) == len(two_rollouts) == 2
+    for one, two in zip(one_rollouts, two_rollouts):
+        assert sorted(r[:2] for r in one) == sorted(r[:2] for r in two)  # the same prompts and completions
+        assert len({len(r[1]) for r in one}) > 1  # completions of different lengths
+        by_id = {r[0]: r for r in two}
+        for prompt_id, _, advantages, returns in one:
+            torch.testing.assert_close(torch.tensor(by_id[prompt_id][2]), torch.tensor(advantages), atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(torch.tensor(by_id[prompt_id][3]), torch.tensor(returns), atol=1e-5, rtol=1e-4)
+    for kind in ("policy", "critic"):
+        assert len(one_grads[kind]) == len(two_grads[kind]) == 4
+        for step, (one, two) in enumerate(zip(one_grads[kind], two_grads[kind])):
+            assert one.keys() == two.keys()
+            scale = max(g.abs().max().item() for g in one.values())
+            assert scale > 0, (kind, step)
+            for name in one:
+                torch.testing.assert_close(two[name], one[name], atol=1e-5 * scale, rtol=1e-3, msg=f"{kind} step {step} {name}")
