@@ -173,15 +173,23 @@ def _prompt_info(scorer) -> dict | None:
     return prompt_info(scorer.prm) if hasattr(scorer, "prm") else None
 
 
+def _launch_info(accelerator) -> dict:
+    """How the run was spread: processes, accelerate's distributed type, the DeepSpeed ZeRO stage."""
+    plugin = accelerator.state.deepspeed_plugin
+    return {"num_processes": accelerator.num_processes, "distributed_type": accelerator.distributed_type.value,
+            "zero_stage": plugin.zero_stage if plugin is not None else None}
+
+
 def finish_run(name: str, trainer, cfg: PolicyRLConfig, args, parts: RunParts, result) -> dict:
-    """Save the policy to ``output_dir`` with ``{name}_summary.json`` (both configs, the held-out curve,
-    every logged metric) and ``curves.png``; return the summary."""
+    """Save the policy to ``output_dir`` with ``{name}_summary.json`` (both configs, how the run was
+    launched, the held-out curve, every logged metric) and ``curves.png``; return the summary."""
     trainer.save_model(args.output_dir)
     summary = {
         "config": dataclasses.asdict(cfg),
         name: {k: v for k, v in args.to_dict().items() if isinstance(v, (int, float, str, bool, type(None)))},
         "train": result.metrics,
         "prm_prompt": _prompt_info(parts.scorer),
+        "launch": _launch_info(trainer.accelerator),
         "heldout": parts.heldout.history if parts.heldout else [],
         "last_log": next((h for h in reversed(trainer.state.log_history) if "loss" in h), {}),
         "log_history": trainer.state.log_history,

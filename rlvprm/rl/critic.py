@@ -161,10 +161,12 @@ class CriticOptimizer:
         """Restore what :meth:`save` wrote (in place: the optimizer keeps pointing at these parameters)."""
         folder = Path(folder)
         if self.engine is not None:
-            self.engine.load_checkpoint(str(folder))
-            return
-        loaded = load_critic(folder, dtype=next(self.critic.parameters()).dtype)  # backbone and head
-        self.critic.load_state_dict(loaded.state_dict())
-        state = torch.load(folder / OPTIMIZER_FILE, map_location=self.accelerator.device, weights_only=True)
-        self.optimizer.load_state_dict(state)
+            path, _ = self.engine.load_checkpoint(str(folder))
+            if path is None:
+                raise FileNotFoundError(f"no DeepSpeed checkpoint of the critic in {folder}")
+        else:
+            loaded = load_critic(folder, dtype=next(self.critic.parameters()).dtype)  # backbone and head
+            self.critic.load_state_dict(loaded.state_dict())
+            state = torch.load(folder / OPTIMIZER_FILE, map_location=self.accelerator.device, weights_only=True)
+            self.optimizer.load_state_dict(state)
         log.info("critic and its optimizer restored from %s", folder)
