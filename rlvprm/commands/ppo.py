@@ -10,7 +10,8 @@ critic) and ``rlvprm.rl.ppo_trainer.PPOConfig``, TRL's ``GRPOConfig`` unchanged 
 minibatches, and ``beta`` is the KL coefficient *in the reward* (not a loss term).
 
 The trainer is ``rlvprm.rl.ppo_trainer.ProcessRewardPPOTrainer``; the critic starts as a copy of the
-policy's backbone with a zero value head (or from ``critic_model``). At the end the policy is saved
+policy's backbone with a zero value head (or the PRM's backbone, ``critic_model: prm``, or any model
+sharing the policy's tokenizer). At the end the policy is saved
 to ``output_dir``, the critic to ``output_dir/critic``, with ``ppo_summary.json`` and
 ``curves.png``; checkpoints hold the critic too, and ``--resume-from-checkpoint`` restores it
 (under DeepSpeed the critic folders are DeepSpeed checkpoints).
@@ -46,13 +47,23 @@ class DensePPOConfig(PolicyRLConfig):
     lam: float = field(0.95, min=0, max=1, help="GAE lambda")
     whiten_advantages: bool = field(True, help="whiten advantages over the real tokens of the whole batch")
     value_clip: float | None = field(0.2, min=0, help="clip of the value loss around the rollout's values (unset: no clip)")
-    critic_model: str | None = field(None, help="model the critic starts from (default: the policy); it reads the "
-                                              "policy's tokens, so it must share the policy's tokenizer")
+    critic_model: str | None = field(None, help="model the critic starts from: unset (the policy), 'prm' (the PRM's "
+                                              "backbone, from the prm folder) or a folder or hub id; it reads the "
+                                              "policy's tokens, so it must share the policy's tokenizer (checked)")
     critic_learning_rate: float = field(1e-5, min=0, help="the critic's AdamW learning rate (constant)")
     critic_weight_decay: float = field(0.0, min=0, help="the critic's AdamW weight decay")
     critic_max_grad_norm: float | None = field(1.0, min=0, help="clip of the critic's gradient norm (unset: none)")
     value_warmup_steps: int = field(0, min=0, help="value warm-up: rollout batches generated before this optimiser "
                                                   "step train only the critic (the policy's advantages are 0)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.critic_model == "prm" and self.prm == "oracle":
+            raise ValueError("critic_model 'prm' starts the critic from the PRM's backbone; the oracle has none")
+
+    def critic_source(self) -> str | None:
+        """Where the critic starts: None (the policy), or a model folder or hub id."""
+        return self.prm if self.critic_model == "prm" else self.critic_model
 
     def ppo_settings(self):
         from rlvprm.rl.ppo_trainer import PPOSettings
@@ -73,7 +84,7 @@ def main(cfg: DensePPOConfig, args: PPOConfig) -> dict:
     parts = prepare_run(cfg, args)
     trainer = ProcessRewardPPOTrainer(
         cfg.policy, parts.scorer, cfg.ppo_settings(), args, train_dataset=parts.train,
-        processing_class=parts.processor, critic=cfg.critic_model,
+        processing_class=parts.processor, critic=cfg.critic_source(),
         callbacks=[parts.heldout] if parts.heldout else None, peft_config=parts.peft_config,
     )
     result = train_policy(trainer, cfg, parts, args)

@@ -14,9 +14,12 @@
   own, built from the policy's DeepSpeed config, and saves DeepSpeed checkpoints (its folder's
   ``zero_to_fp32.py`` converts one to plain weights).
 
+A critic may start from another model than the policy, e.g. the PRM's backbone, when that model
+shares the policy's tokenizer (:func:`check_same_tokenizer`).
+
 Left out: a value head on a LoRA-adapted policy (one model for both; the critic here is always a
-separate copy), a critic started from the PRM's backbone when its tokenizer differs from the
-policy's, and learning-rate schedules for the critic (constant).
+separate copy), a critic from a model with another tokenizer, and learning-rate schedules for the
+critic (constant).
 """
 
 from __future__ import annotations
@@ -80,6 +83,27 @@ def load_critic(path: str | Path, dtype: torch.dtype | str = "auto", trust_remot
     if (Path(path) / HEAD_FILE).exists():
         critic.load_head(path)
     return critic
+
+
+def check_same_tokenizer(source: str | Path, tokenizer, trust_remote_code: bool = False) -> None:
+    """Refuse a critic whose tokenizer is not the policy's: it reads the policy's token ids.
+
+    ``tokenizer``: the policy's. The vocabularies (token -> id, added tokens included) must be equal.
+    """
+    from transformers import AutoTokenizer
+
+    folder = Path(source)
+    if folder.is_dir() and not any((folder / name).exists() for name in ("tokenizer.json", "tokenizer_config.json")):
+        log.warning("%s holds no tokenizer (a saved critic?): cannot check that it shares the policy's", source)
+        return
+    theirs = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code).get_vocab()
+    ours = tokenizer.get_vocab()
+    if theirs != ours:
+        differ = sorted({t for t in theirs.keys() | ours.keys() if theirs.get(t) != ours.get(t)})
+        raise ValueError(
+            f"the critic's model {source} does not share the policy's tokenizer ({len(differ)} tokens differ, e.g. "
+            f"{differ[:5]}); the critic reads the policy's token ids, so start it from a model with the same tokenizer"
+        )
 
 
 class CriticOptimizer:

@@ -47,7 +47,7 @@ from trl import GRPOConfig
 
 from rlvprm.rl import credit, ppo_credit
 from rlvprm.rl.batch_credit import CreditSettings, batch_metrics, gather_batch
-from rlvprm.rl.critic import CriticOptimizer, ValueModel, load_critic
+from rlvprm.rl.critic import CriticOptimizer, ValueModel, check_same_tokenizer, load_critic
 from rlvprm.rl.rollouts import to_step_batch
 from rlvprm.rl.scorers import StepScorer
 from rlvprm.rl.trainer import StepRewardTrainer
@@ -130,7 +130,8 @@ class ProcessRewardPPOTrainer(StepRewardTrainer):
         ppo: rewards, GAE and critic options.
         args: :class:`PPOConfig` (TRL's ``GRPOConfig`` allowing ``num_generations`` 1); ``beta`` is the KL
             coefficient in the reward, ``num_iterations`` the PPO epochs.
-        critic: a :class:`ValueModel`, or a folder to load one from (default: the policy's path, new head).
+        critic: a :class:`ValueModel`, or a folder or hub id to load one from (default: the policy's path, new
+            head), e.g. the PRM's folder; a model other than the policy must share the policy's tokenizer.
         train_dataset, processing_class, **kwargs: as for ``ProcessRewardGRPOTrainer``.
     """
 
@@ -150,8 +151,11 @@ class ProcessRewardPPOTrainer(StepRewardTrainer):
         super().__init__(model, scorer, args, train_dataset=train_dataset, processing_class=processing_class, **kwargs)
         self.ppo = ppo
         if not isinstance(critic, ValueModel):
-            source = critic or (model if isinstance(model, str) else model.config._name_or_path)
-            critic = load_critic(source, dtype=next(self.model.parameters()).dtype,
+            policy_source = model if isinstance(model, str) else model.config._name_or_path
+            if critic is not None and str(critic) != str(policy_source):
+                check_same_tokenizer(critic, self._tokenizer, trust_remote_code=args.trust_remote_code)
+                log.info("critic starts from %s (a new value head)", critic)
+            critic = load_critic(critic or policy_source, dtype=next(self.model.parameters()).dtype,
                                  trust_remote_code=args.trust_remote_code)
         if args.gradient_checkpointing:
             critic.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs)

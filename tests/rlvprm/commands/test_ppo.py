@@ -87,3 +87,29 @@ def test_ppo_command_end_to_end(tiny_models, tmp_path):
 
     assert plots(["grpo", str(out), "--out", str(tmp_path / "overlay.png"), "--smooth", "1"]).stat().st_size > 0
 
+
+
+def test_the_critic_can_start_from_the_prm_backbone(tmp_path):
+    """`--critic-model prm`: the critic's backbone is the PRM's (the shipped toy PRM shares the toy
+    policy's tokenizer); with a critic learning rate of 0 the saved critic is exactly that backbone."""
+    import torch
+    from transformers import AutoModel
+
+    world = write_world(tmp_path / "world", seed=0, num_prompts=6, num_vpb=1, num_sft=1, progress=False)
+    out = tmp_path / "run"
+    rc = cli([
+        "ppo", "--policy", str(ROOT / "rlvprm/data/checkpoints/toy-policy"), "--data", str(world.prompts),
+        "--prm", str(ROOT / "rlvprm/data/checkpoints/toy-prm"), "--critic-model", "prm", "--critic-learning-rate", "0",
+        "--output-dir", str(out), "--use-cpu", "--bf16", "false", "--max-steps", "1", "--per-device-train-batch-size", "2",
+        "--num-generations", "1", "--max-completion-length", "8", "--beta", "0.0", "--gradient-checkpointing", "false",
+        "--save-strategy", "no", "--logging-steps", "1",
+    ])
+    assert rc == 0
+    critic = AutoModel.from_pretrained(out / "critic", dtype=torch.float32).state_dict()
+    prm = AutoModel.from_pretrained(ROOT / "rlvprm/data/checkpoints/toy-prm", dtype=torch.float32).state_dict()
+    policy = AutoModel.from_pretrained(ROOT / "rlvprm/data/checkpoints/toy-policy", dtype=torch.float32).state_dict()
+    assert critic.keys() == prm.keys()
+    assert all(torch.equal(critic[k], prm[k]) for k in prm)
+    assert not all(torch.equal(critic[k], policy[k]) for k in policy)
+    with pytest.raises(ValueError, match="oracle has none"):
+        DensePPOConfig(policy="p", data="d", prm="oracle", critic_model="prm")

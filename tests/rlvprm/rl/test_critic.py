@@ -125,3 +125,16 @@ def test_two_processes_step_the_critic_as_one_accumulating_both_halves(tiny_mode
     for name, grad in results[0].items():
         torch.testing.assert_close(torch.tensor(grad), torch.tensor(results[1][name]), rtol=0, atol=0)
         torch.testing.assert_close(torch.tensor(grad), grads[name], rtol=1e-5, atol=1e-8)
+
+
+def test_a_critic_must_share_the_policys_tokenizer(tiny_models, tmp_path):
+    from rewards.backends.processors import load_processor
+    from rlvprm.rl.critic import check_same_tokenizer
+
+    toy = load_processor("rlvprm/data/checkpoints/toy-policy").tokenizer
+    check_same_tokenizer("rlvprm/data/checkpoints/toy-prm", toy)  # the toy PRM was trained from the toy policy's vocabulary
+    with pytest.raises(ValueError, match=r"does not share the policy's tokenizer \(\d+ tokens differ"):
+        check_same_tokenizer(tiny_models("qwen2-vl"), toy)
+    critic = load_critic(tiny_models("qwen2-vl"), dtype=torch.float32)
+    critic.save(tmp_path / "critic")  # a saved critic has no tokenizer: said, not refused
+    check_same_tokenizer(tmp_path / "critic", toy)
