@@ -12,12 +12,13 @@ So PPO here is the GRPO seam of ``rlvprm.rl.trainer`` with the advantages built 
    centred, or its change from the previous step: ``PPOSettings.step_reward``) at the step's last
    policy token, the outcome at the last token, minus ``beta`` x the per-token KL estimate
    log pi_old - log pi_ref on every token (InstructGPT's penalty, in the reward).
-3. The critic (``rlvprm.rl.critic``) values every completion token at rollout time; GAE(gamma,
+3. The critic (``rlvprm.rl.critic``: a separate model, from the policy, the PRM's backbone or any
+   model with the policy's tokenizer) values every completion token at rollout time; GAE(gamma,
    lambda) gives advantages and returns per completion (no group needed: ``num_generations`` may be
    1); advantages are whitened over the real tokens of the whole batch (all processes).
 4. The policy loss is TRL's, with its KL term off (the KL is in the reward). Beside it, on the same
-   micro-batch, the critic takes a step on the clipped value loss with its own optimizer and
-   learning rate. For the first ``value_warmup_steps`` optimiser steps the advantages are zero, so
+   micro-batch, the critic takes a step on the clipped value loss (a token mean over the batch of
+   every process, like TRL's ``dapo`` loss) with its own optimizer and learning rate. For the first ``value_warmup_steps`` optimiser steps the advantages are zero, so
    only the critic learns (with TRL's default ``weight_decay`` 0 the policy does not move at all).
 
 ``beta`` is TRL's option with PPO's meaning: the KL coefficient in the reward, not a loss term; with
