@@ -4,9 +4,10 @@
 
 Measures accuracy against compute per prompt for: greedy and sampled pass@1 of every policy;
 Best-of-N with the PRM and self-consistency on the base policy, N = 1, 2, 4, ..., n; Best-of-N with
-the PRM on each RL-trained policy (an `rlvprm grpo` output folder). Compute is counted in tokens:
-policy tokens generated, PRM tokens read, and an RL policy's training tokens (from its
-grpo_summary.json) spread over --served-prompts. One `rlvprm bon` run per policy under DIR/bon/
+the PRM on each RL-trained policy (an `rlvprm grpo` or `rlvprm ppo` output folder). Compute is
+counted in tokens: policy tokens generated, PRM tokens read, and an RL policy's training tokens
+(from its grpo_summary.json or ppo_summary.json; PPO's critic counted too) spread over
+--served-prompts. One `rlvprm bon` run per policy under DIR/bon/
 (one sampling pass each, every N by subsampling; resumable: re-run a killed command unchanged), then
 DIR/compare.md and DIR/compare.json (a table per family and overall) and DIR/compute.png (one curve
 per method; compute-<family>.png per family). The pipeline is ``rlvprm.compare.run_compare``.
@@ -26,7 +27,8 @@ def main(cfg: CompareConfig) -> dict:
     result = run_compare(cfg)
     for name, t in result["training"].items():
         print(f"compare: {name} training tokens: generated {t['tokens_generated']}, PRM scored "
-              f"{t['prm_tokens_scored']}, policy trained {t['policy_tokens_trained']}; total {t['total']:,} over "
+              f"{t['prm_tokens_scored']}, policy trained {t['policy_tokens_trained']}, critic trained "
+              f"{t['critic_tokens_trained']}; total {t['total']:,} over "
               f"{t['served_prompts']:,} served prompts = {t['per_prompt']:.1f} per prompt ({t['how']})")
     print(f"compare: {result['prompts']} prompts, accuracy (%) at compute per prompt (tokens):")
     for r in result["tables"][OVERALL]:

@@ -199,6 +199,8 @@ def finish_run(name: str, trainer, cfg: PolicyRLConfig, args, parts: RunParts, r
         summary["compute"] = {"tokens_generated": counts.get("tokens/generated", 0),
                               "prm_tokens_scored": counts.get("prm/tokens_scored", 0),
                               "policy_tokens_trained": int(trainer.state.num_input_tokens_seen)}
+        # PPO's critic reads and trains on the policy's batches (rollout pass and epochs left out, as for the policy)
+        summary["compute"]["critic_tokens_trained"] = summary["compute"]["policy_tokens_trained"] if name == "ppo" else 0
     if trainer.accelerator.is_main_process:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(args.output_dir) / f"{name}_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -30,7 +30,7 @@ class CompareConfig:
                       "compute.png and compute-<family>.png")
     served_prompts: int = field(min=1, help="prompts an RL policy will serve: its counted training compute is "
                                             "divided by this and added to every one of its prompts")
-    rl: list[str] = field([], help="RL-trained policies: `rlvprm grpo` output folders (each with grpo_summary.json), "
+    rl: list[str] = field([], help="RL-trained policies: `rlvprm grpo` or `rlvprm ppo` output folders (with their summary), "
                                    "named by their folder, or NAME=FOLDER; comma-separated or --rl repeated")
     n: int = field(8, min=1, help="candidates per prompt, sampled once per policy; methods run at N = 1, 2, 4, ..., n")
     aggregation: str = field("mean", help="response score from the PRM's step scores (mean, min, max, last, prod, "

@@ -10,7 +10,7 @@ from rlvprm.compare.compute import OVERALL, method_label
 from rlvprm.compare.training import COUNTS
 
 COUNT_NAMES = {"tokens_generated": "generated", "prm_tokens_scored": "PRM tokens scored",
-               "policy_tokens_trained": "policy tokens trained"}
+               "policy_tokens_trained": "policy tokens trained", "critic_tokens_trained": "critic tokens trained"}
 
 
 def _num(x: float | None) -> str:

@@ -2,8 +2,8 @@
 
     rlvprm compare --base POLICY --rl RUN1,RUN2 --prm PRM --data heldout.jsonl --served-prompts 100000 --out DIR
 
-1. Every RL policy's training cost is read from its ``grpo_summary.json`` (``training.py``), before
-   anything is sampled, and its training prompts are checked against ``--data``.
+1. Every RL policy's training cost is read from its ``grpo_summary.json`` or ``ppo_summary.json``
+   (``training.py``), before anything is sampled, and its training prompts are checked against ``--data``.
 2. One ``rlvprm bon`` run per policy (``run_bon``: one sampling pass at N = n with a greedy answer,
    the PRM's scores of every candidate) into ``DIR/bon/<policy>/``, all with the same prompts, N,
    seed and PRM. Each resumes as ``bon`` does, so a killed compare re-run unchanged carries on and
@@ -31,7 +31,7 @@ from rlvprm.bon.select import default_ns
 from rlvprm.compare.compute import judge_prompts, merge_families, method_rows
 from rlvprm.compare.config import BASE, CompareConfig
 from rlvprm.compare.report import plot_compute, plot_name, render_markdown
-from rlvprm.compare.training import SUMMARY, TrainingCost, read_summary, training_cost
+from rlvprm.compare.training import TrainingCost, read_summary, summary_path, training_cost
 from rlvprm.config import ConfigError
 from rlvprm.data.jsonl import RecordError, read_jsonl
 from rlvprm.data.provenance import WEIGHTS, weights_sha256
@@ -56,9 +56,9 @@ def check_held_out(folder: str, prompts: list[BonPrompt]) -> str | None:
     """Refuse prompts the RL policy in ``folder`` trained on; a note when its training data is not found.
 
     A prompt counts as the same when its id, question, answer and image paths all are; the policy
-    trained on the first ``num_prompts`` rows of its ``data`` (``rlvprm grpo``).
+    trained on the first ``num_prompts`` rows of its ``data`` (``rlvprm grpo`` and ``rlvprm ppo``).
     """
-    config = read_summary(folder)["config"]
+    config = read_summary(folder)[0]["config"]
     data, limit = config.get("data"), config.get("num_prompts")
     if not data or not Path(data).is_file():
         return f"{Path(folder).name}: its training prompts ({data}) are not found from here, so --data was not " \
@@ -155,7 +155,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
         "aggregation": cfg.aggregation, "served_prompts": cfg.served_prompts, "prompts": len(common),
         "policies": {name: {"path": path, "bon": cfg.base_bon if name == BASE and cfg.base_bon else f"bon/{name}",
                             "rl": name != BASE,
-                            "summary": str(Path(path) / SUMMARY) if name != BASE else None}
+                            "summary": str(summary_path(path)) if name != BASE else None}
                      for name, path in names.items()},
         "training": {name: cost.as_dict(cfg.served_prompts) for name, cost in costs.items()},
         "tables": merge_families(per_policy),

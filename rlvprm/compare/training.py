@@ -1,21 +1,25 @@
-"""What training an RL policy cost, read from the ``grpo_summary.json`` that ``rlvprm grpo`` wrote.
+"""What training an RL policy cost, read from the ``grpo_summary.json`` that ``rlvprm grpo`` wrote or
+the ``ppo_summary.json`` of ``rlvprm ppo``.
 
-Three counts, each a number of tokens through a model (the unit test-time compute is counted in):
+Four counts, each a number of tokens through a model (the unit test-time compute is counted in):
 
 - ``tokens_generated``: policy tokens sampled for the training batches;
 - ``prm_tokens_scored``: tokens the PRM's models read scoring them (0 with the oracle checker);
 - ``policy_tokens_trained``: prompt and completion tokens of the training batches, through the
-  policy's forward and backward pass (TRL's ``num_tokens``).
+  policy's forward and backward pass (TRL's ``num_tokens``);
+- ``critic_tokens_trained``: the same tokens through PPO's critic (0 for GRPO, which has none).
 
-A summary from this version of ``rlvprm grpo`` holds all three as counted (its ``compute``). An
+A summary from this version of ``rlvprm grpo`` or ``rlvprm ppo`` holds them as counted (its ``compute``). An
 older one is read as far as it allows, and says how: ``policy_tokens_trained`` is TRL's cumulative
 ``num_tokens`` at the last step; ``tokens_generated`` is the sum over steps of
 ``completions/mean_length`` times the completions per step, when every step was logged and made
 one generation batch (else unknown); ``prm_tokens_scored`` is 0 for the oracle and unknown
-otherwise. An unknown count is left out of the total, which the notes then call a lower bound.
+otherwise; ``critic_tokens_trained`` is 0 for GRPO and the policy's count for PPO. An unknown count
+is left out of the total, which the notes then call a lower bound.
 
 Left out: the reference model's forward pass (``beta > 0``), extra passes with ``num_iterations >
-1``, held-out evaluation during training, and everything before RL (SFT of the base policy).
+1`` (the critic's rollout pass included), held-out evaluation during training, and everything before
+RL (SFT of the base policy).
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from typing import Any
 from rlvprm.config import ConfigError
 from rlvprm.data.jsonl import RecordError
 
-SUMMARY = "grpo_summary.json"
-COUNTS = ("tokens_generated", "prm_tokens_scored", "policy_tokens_trained")
+SUMMARIES = {"grpo": "grpo_summary.json", "ppo": "ppo_summary.json"}  # command -> the summary its run folder holds
+COUNTS = ("tokens_generated", "prm_tokens_scored", "policy_tokens_trained", "critic_tokens_trained")
 
 
 @dataclass
@@ -43,6 +47,7 @@ class TrainingCost:
     tokens_generated: int | None
     prm_tokens_scored: int | None
     policy_tokens_trained: int | None
+    critic_tokens_trained: int | None
     how: str  # "counted" (this version's summary) or "read from the log history" (an older one)
     notes: list[str] = field(default_factory=list)
 
@@ -60,35 +65,44 @@ class TrainingCost:
                 "per_prompt": self.per_prompt(served_prompts)}
 
 
-def read_summary(folder: str | Path) -> dict[str, Any]:
-    """``folder/grpo_summary.json``; a folder without one is not an ``rlvprm grpo`` output."""
-    path = Path(folder) / SUMMARY
+def summary_path(folder: str | Path) -> Path:
+    """The run summary in ``folder`` (``grpo_summary.json`` or ``ppo_summary.json``)."""
     if not Path(folder).is_dir():
         raise ConfigError(f"RL policy {folder}: no such folder")
-    if not path.is_file():
-        raise ConfigError(f"RL policy {folder} has no {SUMMARY}: give the output folder of `rlvprm grpo` (compare reads "
-                          "the training cost from its summary)")
+    found = [Path(folder) / name for name in SUMMARIES.values() if (Path(folder) / name).is_file()]
+    if len(found) != 1:
+        what = "both " + " and ".join(SUMMARIES.values()) if found else f"no {' or '.join(SUMMARIES.values())}"
+        raise ConfigError(f"RL policy {folder} has {what}: give the output folder of one `rlvprm grpo` or "
+                          "`rlvprm ppo` run (compare reads the training cost from its summary)")
+    return found[0]
+
+
+def read_summary(folder: str | Path) -> tuple[dict[str, Any], str]:
+    """The run summary in ``folder`` and the command that wrote it (``grpo`` or ``ppo``)."""
+    path = summary_path(folder)
+    command = next(c for c, name in SUMMARIES.items() if name == path.name)
     try:
         summary = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise RecordError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
-    missing = [k for k in ("config", "grpo", "log_history") if k not in summary]
+    missing = [k for k in ("config", command, "log_history") if k not in summary]
     if missing:
-        raise RecordError(f"{path} lacks {', '.join(missing)}: not a summary `rlvprm grpo` wrote")
-    return summary
+        raise RecordError(f"{path} lacks {', '.join(missing)}: not a summary `rlvprm {command}` wrote")
+    return summary, command
 
 
 def training_cost(folder: str | Path) -> TrainingCost:
     """The training compute of the RL policy in ``folder`` (module docstring)."""
-    summary = read_summary(folder)
-    config, args, history = summary["config"], summary["grpo"], summary["log_history"]
+    summary, command = read_summary(folder)
+    config, args, history = summary["config"], summary[command], summary["log_history"]
     steps = max((int(h.get("step", 0)) for h in history), default=0)
     common = dict(policy=str(folder), trained_from=config.get("policy"), prm=config.get("prm"), steps=steps)
     if "compute" in summary:
-        counted = summary["compute"]
+        counted = {"critic_tokens_trained": 0, **summary["compute"]}  # GRPO summaries name no critic
         return TrainingCost(**common, **{k: int(counted[k]) for k in COUNTS}, how="counted")
 
-    notes = [f"{SUMMARY} was written before rlvprm grpo counted training compute: read from its log history"]
+    notes = [f"{SUMMARIES[command]} was written before rlvprm {command} counted training compute: read from its "
+             "log history"]
     logged = [h for h in history if "completions/mean_length" in h]
     trained = next((h for h in reversed(history) if "num_tokens" in h), None)
     policy_tokens = None
@@ -111,8 +125,10 @@ def training_cost(folder: str | Path) -> TrainingCost:
     if config.get("prm") == "oracle":
         prm_tokens = 0  # the exact checker runs no model
     else:
-        notes.append("PRM tokens scored in training: not logged by that grpo version, so unknown")
-    if None in (policy_tokens, generated, prm_tokens):
+        notes.append(f"PRM tokens scored in training: not logged by that {command} version, so unknown")
+    critic_tokens = 0 if command == "grpo" else policy_tokens  # PPO's critic trains on the policy's batches
+    if None in (policy_tokens, generated, prm_tokens, critic_tokens):
         notes.append("the training total leaves the unknown counts out: a lower bound")
     return TrainingCost(**common, tokens_generated=generated, prm_tokens_scored=prm_tokens,
-                        policy_tokens_trained=policy_tokens, how="read from the log history", notes=notes)
+                        policy_tokens_trained=policy_tokens, critic_tokens_trained=critic_tokens,
+                        how="read from the log history", notes=notes)

@@ -172,7 +172,9 @@ class ProcessRewardPPOTrainer(StepRewardTrainer):
         output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
         mask = output["completion_mask"]
-        local = to_step_batch(self.outcome_and_steps.take(), mask.device)
+        scored = self.outcome_and_steps.take()
+        self._count_compute(scored, mode, mask.device)
+        local = to_step_batch(scored, mask.device)
         step_scores, step_mask, unscored_rows = credit.sanitize_step_rewards(local.step_rewards, local.step_mask)
         step_rewards = ppo_credit.step_reward_values(step_scores, step_mask, self.ppo.step_reward, self.ppo.step_center)
 

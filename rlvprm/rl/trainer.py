@@ -118,6 +118,23 @@ class StepRewardTrainer(GRPOTrainer):
         self.outcome_and_steps.tokenizer = self._tokenizer
         scorer.prepare(self.accelerator, deepspeed=self.is_deepspeed_enabled)
         self.extra_logs: dict[str, float] = {}  # merged into the next log call (held-out accuracy)
+        self.compute: dict[str, int] | None = None  # cumulative counts (module docstring, point 4)
+        self._prm_tokens_seen = 0  # scorer.tokens_scored at the last batch, to take differences
+
+    def _count_compute(self, scored: list[ScoredCompletion], mode: str, device) -> None:
+        """Add this batch's generated and PRM-read tokens, over all processes, to the training totals."""
+        prm_tokens = self.scorer.tokens_scored - self._prm_tokens_seen
+        self._prm_tokens_seen = self.scorer.tokens_scored
+        local = torch.tensor([[sum(c.num_tokens for c in scored), prm_tokens]], dtype=torch.long, device=device)
+        total = self.accelerator.gather(local).sum(0).tolist()  # every process joins, in eval mode too
+        if mode != "train":
+            return
+        if self.compute is None:  # a resumed run carries on from its last logged counts
+            last = next((h for h in reversed(self.state.log_history) if COMPUTE_KEYS[0] in h), {})
+            self.compute = {key: int(last.get(key, 0)) for key in COMPUTE_KEYS}
+        for key, value in zip(COMPUTE_KEYS, total):
+            self.compute[key] += int(value)
+            self._metrics[mode][key] = [self.compute[key]]
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.extra_logs:
@@ -158,8 +175,6 @@ class ProcessRewardGRPOTrainer(StepRewardTrainer):
         super().__init__(model, scorer, args, train_dataset=train_dataset, processing_class=processing_class, **kwargs)
         self.credit = dataclasses.replace(credit, scale_rewards=self.scale_rewards)
         self.trl_advantages = None
-        self.compute: dict[str, int] | None = None  # cumulative counts (module docstring, point 4)
-        self._prm_tokens_seen = 0  # scorer.tokens_scored at the last batch, to take differences
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
@@ -181,20 +196,5 @@ class ProcessRewardGRPOTrainer(StepRewardTrainer):
                 int(result.unscored.sum()),
             )
         return output
-
-    def _count_compute(self, scored: list[ScoredCompletion], mode: str, device) -> None:
-        """Add this batch's generated and PRM-read tokens, over all processes, to the training totals."""
-        prm_tokens = self.scorer.tokens_scored - self._prm_tokens_seen
-        self._prm_tokens_seen = self.scorer.tokens_scored
-        local = torch.tensor([[sum(c.num_tokens for c in scored), prm_tokens]], dtype=torch.long, device=device)
-        total = self.accelerator.gather(local).sum(0).tolist()  # every process joins, in eval mode too
-        if mode != "train":
-            return
-        if self.compute is None:  # a resumed run carries on from its last logged counts
-            last = next((h for h in reversed(self.state.log_history) if COMPUTE_KEYS[0] in h), {})
-            self.compute = {key: int(last.get(key, 0)) for key in COMPUTE_KEYS}
-        for key, value in zip(COMPUTE_KEYS, total):
-            self.compute[key] += int(value)
-            self._metrics[mode][key] = [self.compute[key]]
 
 

@@ -80,7 +80,7 @@ def test_end_to_end_counts_every_token(full):
         assert all(t > 0 for s in scores for t, steps in zip(s["prm_tokens"], s["prm_step_scores"]) if steps)
     assert set(result["tables"]) == {"overall", "add", "count"}
     md = (full / "compare.md").read_text()
-    assert "| outcome | `" in md and "| 6,000 | 2,500 | 9,000 | 17,500 | 17.5 | counted |" in md
+    assert "| outcome | `" in md and "| 6,000 | 2,500 | 9,000 | 0 | 17,500 | 17.5 | counted |" in md
     assert "## Family: add" in md and "| base | PRM Best-of-N (mean) | 2 |" in md
     assert "not from the base policy" not in md  # it says it was trained from the base
     for png in ("compute.png", "compute-add.png", "compute-count.png"):
@@ -114,12 +114,13 @@ def test_resume_after_kill_9_gives_identical_output(setup, full, tmp_path, kill_
         assert (out / name).read_bytes() == (full / name).read_bytes(), name
 
 
-def test_a_policy_folder_without_a_grpo_summary_is_refused(setup, tmp_path, capsys):
+def test_a_policy_folder_without_a_run_summary_is_refused(setup, tmp_path, capsys):
     data, base, _ = setup
     assert cli(["compare", "--base", base, "--rl", base, "--prm", base, "--data", str(data), "--served-prompts", "10",
                 "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
-    assert f"has no grpo_summary.json: give the output folder of `rlvprm grpo`" in err and err.count("\n") == 1
+    assert "has no grpo_summary.json or ppo_summary.json: give the output folder of one `rlvprm grpo` or `rlvprm ppo` run" \
+        in err and err.count("\n") == 1
     assert not (tmp_path / "o" / "bon").exists()  # refused before anything was sampled
 
 

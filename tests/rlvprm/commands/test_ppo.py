@@ -87,6 +87,14 @@ def test_ppo_command_end_to_end(tiny_models, tmp_path):
 
     assert plots(["grpo", str(out), "--out", str(tmp_path / "overlay.png"), "--smooth", "1"]).stat().st_size > 0
 
+    # Training compute is counted as in `rlvprm grpo`, the critic's tokens too, and `rlvprm compare` reads it.
+    from rlvprm.compare.training import training_cost
+
+    cost = training_cost(out)
+    generated = sum(h["completions/mean_length"] * 3 for h in summary["log_history"] if "completions/mean_length" in h)
+    assert cost.how == "counted" and cost.tokens_generated == round(generated) > 0 and cost.prm_tokens_scored == 0
+    assert cost.critic_tokens_trained == cost.policy_tokens_trained > cost.tokens_generated
+    assert summary["launch"] == {"num_processes": 1, "distributed_type": "NO", "zero_stage": None}
 
 
 def test_the_critic_can_start_from_the_prm_backbone(tmp_path):

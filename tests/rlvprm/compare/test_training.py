@@ -1,4 +1,4 @@
-"""Training cost read from hand-written ``grpo_summary.json`` files, counted and older ones."""
+"""Training cost read from hand-written ``grpo_summary.json`` / ``ppo_summary.json`` files, counted and older ones."""
 
 import json
 
@@ -11,10 +11,10 @@ from rlvprm.data.jsonl import RecordError
 ARGS = {"num_iterations": 1, "steps_per_generation": 1, "gradient_accumulation_steps": 1, "generation_batch_size": 4}
 
 
-def write(folder, **summary):
+def write(folder, command="grpo", **summary):
     folder.mkdir(parents=True, exist_ok=True)
-    base = {"config": {"policy": "base", "prm": "oracle", "data": "p.jsonl"}, "grpo": ARGS, "log_history": []}
-    (folder / "grpo_summary.json").write_text(json.dumps({**base, **summary}))
+    base = {"config": {"policy": "base", "prm": "oracle", "data": "p.jsonl"}, command: ARGS, "log_history": []}
+    (folder / f"{command}_summary.json").write_text(json.dumps({**base, **summary}))
     return folder
 
 
@@ -28,8 +28,21 @@ def test_a_counted_summary_is_taken_as_counted(tmp_path):
                 compute={"tokens_generated": 398, "prm_tokens_scored": 1234, "policy_tokens_trained": 900})
     cost = training_cost(run)
     assert (cost.tokens_generated, cost.prm_tokens_scored, cost.policy_tokens_trained) == (398, 1234, 900)
+    assert cost.critic_tokens_trained == 0  # GRPO has no critic
     assert cost.total == 2532 and cost.per_prompt(100) == 25.32 and cost.how == "counted" and cost.notes == []
     assert (cost.trained_from, cost.prm, cost.steps) == ("base", "oracle", 2)
+
+
+def test_a_ppo_summary_counts_the_critic(tmp_path):
+    counted = {"tokens_generated": 398, "prm_tokens_scored": 1234, "policy_tokens_trained": 900,
+               "critic_tokens_trained": 900}
+    cost = training_cost(write(tmp_path / "ppo", "ppo", log_history=HISTORY, compute=counted))
+    assert cost.critic_tokens_trained == 900 and cost.total == 3432 and cost.how == "counted"
+    older = training_cost(write(tmp_path / "older", "ppo", log_history=HISTORY))
+    assert older.critic_tokens_trained == older.policy_tokens_trained == 900  # the critic trains on the policy's batches
+    both = write(write(tmp_path / "both", log_history=HISTORY), "ppo", log_history=HISTORY)
+    with pytest.raises(ConfigError, match="has both grpo_summary.json and ppo_summary.json"):
+        training_cost(both)
 
 
 def test_an_older_oracle_summary_is_read_from_its_log_history(tmp_path):
@@ -53,7 +66,8 @@ def test_unknown_counts_are_said_not_invented(tmp_path):
 
 def test_a_folder_without_a_summary_is_refused(tmp_path):
     (tmp_path / "policy").mkdir()
-    with pytest.raises(ConfigError, match=r"RL policy .*policy has no grpo_summary.json: give the output folder of `rlvprm grpo`"):
+    with pytest.raises(ConfigError, match=r"RL policy .*policy has no grpo_summary.json or ppo_summary.json: give the "
+                                          r"output folder of one `rlvprm grpo` or `rlvprm ppo` run"):
         training_cost(tmp_path / "policy")
     with pytest.raises(ConfigError, match="no such folder"):
         training_cost(tmp_path / "missing")
