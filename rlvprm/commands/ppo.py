@@ -58,8 +58,9 @@ class DensePPOConfig(PolicyRLConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.critic_model == "prm" and self.prm == "oracle":
-            raise ValueError("critic_model 'prm' starts the critic from the PRM's backbone; the oracle has none")
+        if self.critic_model == "prm" and (self.prm == "oracle" or ":" in self.prm.split("/")[0]):
+            raise ValueError(f"critic_model 'prm' starts the critic from the PRM's backbone: prm {self.prm!r} is not a "
+                             "model folder or hub id")
 
     def critic_source(self) -> str | None:
         """Where the critic starts: None (the policy), or a model folder or hub id."""

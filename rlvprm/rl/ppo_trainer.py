@@ -156,8 +156,12 @@ class ProcessRewardPPOTrainer(StepRewardTrainer):
             if critic is not None and str(critic) != str(policy_source):
                 check_same_tokenizer(critic, self._tokenizer, trust_remote_code=args.trust_remote_code)
                 log.info("critic starts from %s (a new value head)", critic)
-            critic = load_critic(critic or policy_source, dtype=next(self.model.parameters()).dtype,
-                                 trust_remote_code=args.trust_remote_code)
+            try:
+                critic = load_critic(critic or policy_source, dtype=next(self.model.parameters()).dtype,
+                                     trust_remote_code=args.trust_remote_code)
+            except (OSError, ValueError) as err:
+                raise ValueError(f"the critic cannot start from {critic or policy_source} (not a transformers model "
+                                 f"AutoModel loads): {err}") from err
         if args.gradient_checkpointing:
             critic.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs)
         self.critic = CriticOptimizer(

@@ -119,5 +119,6 @@ def test_the_critic_can_start_from_the_prm_backbone(tmp_path):
     assert critic.keys() == prm.keys()
     assert all(torch.equal(critic[k], prm[k]) for k in prm)
     assert not all(torch.equal(critic[k], policy[k]) for k in policy)
-    with pytest.raises(ValueError, match="oracle has none"):
-        DensePPOConfig(policy="p", data="d", prm="oracle", critic_model="prm")
+    for prm in ("oracle", "likelihood:rlvprm/data/checkpoints/toy-policy"):
+        with pytest.raises(ValueError, match="is not a model folder or hub id"):
+            DensePPOConfig(policy="p", data="d", prm=prm, critic_model="prm")
