@@ -74,6 +74,22 @@ class PolicyRLConfig:
             raise ValueError("prm_batch_size must be >= 1")
 
 
+SUMMARIES = {"grpo": "grpo_summary.json", "ppo": "ppo_summary.json"}  # command -> the summary its run folder holds
+
+
+def summary_path(folder: str | Path) -> Path:
+    """The summary :func:`finish_run` wrote into the run folder ``folder`` (``grpo_summary.json`` or
+    ``ppo_summary.json``); FileNotFoundError when there is no folder, no summary, or both."""
+    found = [Path(folder) / name for name in SUMMARIES.values() if (Path(folder) / name).is_file()]
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    if len(found) != 1:
+        what = "both " + " and ".join(SUMMARIES.values()) if found else f"no {' or '.join(SUMMARIES.values())}"
+        raise FileNotFoundError(f"{folder} has {what}: give the output folder of one finished `rlvprm grpo` or "
+                                "`rlvprm ppo` run")
+    return found[0]
+
+
 VISION_PARTS = (".visual.", "vision_tower", "vision_model", "multi_modal_projector")
 
 
@@ -203,7 +219,7 @@ def finish_run(name: str, trainer, cfg: PolicyRLConfig, args, parts: RunParts, r
         summary["compute"]["critic_tokens_trained"] = summary["compute"]["policy_tokens_trained"] if name == "ppo" else 0
     if trainer.accelerator.is_main_process:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(args.output_dir) / f"{name}_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (Path(args.output_dir) / SUMMARIES[name]).write_text(json.dumps(summary, indent=2) + "\n")
         from rlvprm.plots import plot_runs
 
         plot_runs([summary], [Path(args.output_dir).name], Path(args.output_dir) / "curves.png")

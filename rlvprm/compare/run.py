@@ -31,7 +31,8 @@ from rlvprm.bon.select import default_ns
 from rlvprm.compare.compute import judge_prompts, merge_families, method_rows
 from rlvprm.compare.config import BASE, CompareConfig
 from rlvprm.compare.report import plot_compute, plot_name, render_markdown
-from rlvprm.compare.training import TrainingCost, read_summary, summary_path, training_cost
+from rlvprm.commands.policy_rl import summary_path
+from rlvprm.compare.training import TrainingCost, read_summary, training_cost
 from rlvprm.config import ConfigError
 from rlvprm.data.jsonl import RecordError, read_jsonl
 from rlvprm.data.provenance import WEIGHTS, weights_sha256

@@ -29,10 +29,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlvprm.commands.policy_rl import SUMMARIES, summary_path
 from rlvprm.config import ConfigError
 from rlvprm.data.jsonl import RecordError
 
-SUMMARIES = {"grpo": "grpo_summary.json", "ppo": "ppo_summary.json"}  # command -> the summary its run folder holds
 COUNTS = ("tokens_generated", "prm_tokens_scored", "policy_tokens_trained", "critic_tokens_trained")
 
 
@@ -65,21 +65,12 @@ class TrainingCost:
                 "per_prompt": self.per_prompt(served_prompts)}
 
 
-def summary_path(folder: str | Path) -> Path:
-    """The run summary in ``folder`` (``grpo_summary.json`` or ``ppo_summary.json``)."""
-    if not Path(folder).is_dir():
-        raise ConfigError(f"RL policy {folder}: no such folder")
-    found = [Path(folder) / name for name in SUMMARIES.values() if (Path(folder) / name).is_file()]
-    if len(found) != 1:
-        what = "both " + " and ".join(SUMMARIES.values()) if found else f"no {' or '.join(SUMMARIES.values())}"
-        raise ConfigError(f"RL policy {folder} has {what}: give the output folder of one `rlvprm grpo` or "
-                          "`rlvprm ppo` run (compare reads the training cost from its summary)")
-    return found[0]
-
-
 def read_summary(folder: str | Path) -> tuple[dict[str, Any], str]:
     """The run summary in ``folder`` and the command that wrote it (``grpo`` or ``ppo``)."""
-    path = summary_path(folder)
+    try:
+        path = summary_path(folder)
+    except FileNotFoundError as err:
+        raise ConfigError(f"RL policy {err} (compare reads the training cost from its summary)") from None
     command = next(c for c, name in SUMMARIES.items() if name == path.name)
     try:
         summary = json.loads(path.read_text())

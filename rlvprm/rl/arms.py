@@ -1,8 +1,8 @@
-"""Compare GRPO arms over seeds: held-out curves as mean and standard error, steps to a target, hacking signals.
+"""Compare GRPO and PPO arms over seeds: held-out curves as mean and standard error, steps to a target, hacking signals.
 
-An *arm* is one credit setting (outcome, process with the oracle, process with a trained PRM, ...);
-each arm has runs at several seeds (``rlvprm grpo`` output folders, each with its
-``grpo_summary.json``). ::
+An *arm* is one setting (outcome, process with the oracle, process with a trained PRM, PPO, ...);
+each arm has runs at several seeds (``rlvprm grpo`` or ``rlvprm ppo`` output folders, each with its
+``grpo_summary.json`` or ``ppo_summary.json``). ::
 
     python -m rlvprm.rl.arms --arm outcome=runs/grpo/outcome-s0,runs/grpo/outcome-s1 \\
         --arm process=runs/grpo/process-s0,runs/grpo/process-s1 --baseline outcome --out runs/grpo/arms
@@ -56,12 +56,9 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 
 def load_summary(run: str | Path) -> dict:
     """A run's summary: ``grpo_summary.json`` (``rlvprm grpo``) or ``ppo_summary.json`` (``rlvprm ppo``)."""
-    for name in ("grpo_summary.json", "ppo_summary.json"):
-        path = Path(run) / name
-        if path.exists():
-            return json.loads(path.read_text())
-    raise FileNotFoundError(f"{Path(run) / 'grpo_summary.json'} does not exist: is {run} the output folder of a "
-                            "finished `rlvprm grpo` (or `rlvprm ppo`) run?")
+    from rlvprm.commands.policy_rl import summary_path
+
+    return json.loads(summary_path(run).read_text())
 
 
 def completions_per_step(summary: dict) -> int:

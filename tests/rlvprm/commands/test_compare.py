@@ -119,7 +119,7 @@ def test_a_policy_folder_without_a_run_summary_is_refused(setup, tmp_path, capsy
     assert cli(["compare", "--base", base, "--rl", base, "--prm", base, "--data", str(data), "--served-prompts", "10",
                 "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
-    assert "has no grpo_summary.json or ppo_summary.json: give the output folder of one `rlvprm grpo` or `rlvprm ppo` run" \
+    assert "has no grpo_summary.json or ppo_summary.json: give the output folder of one finished `rlvprm grpo` or `rlvprm ppo` run" \
         in err and err.count("\n") == 1
     assert not (tmp_path / "o" / "bon").exists()  # refused before anything was sampled
 

@@ -67,7 +67,7 @@ def test_unknown_counts_are_said_not_invented(tmp_path):
 def test_a_folder_without_a_summary_is_refused(tmp_path):
     (tmp_path / "policy").mkdir()
     with pytest.raises(ConfigError, match=r"RL policy .*policy has no grpo_summary.json or ppo_summary.json: give the "
-                                          r"output folder of one `rlvprm grpo` or `rlvprm ppo` run"):
+                                          r"output folder of one finished `rlvprm grpo` or `rlvprm ppo` run"):
         training_cost(tmp_path / "policy")
     with pytest.raises(ConfigError, match="no such folder"):
         training_cost(tmp_path / "missing")
