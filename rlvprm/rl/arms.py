@@ -62,17 +62,21 @@ def load_summary(run: str | Path) -> dict:
 
 
 def completions_per_step(summary: dict) -> int:
-    """New sampled completions per optimiser step: a generation batch is ``per_device_train_batch_size``
-    x processes x ``gradient_accumulation_steps`` per step, each reused ``num_iterations`` times.
+    """New sampled completions per optimiser step: a step trains on ``per_device_train_batch_size`` x
+    processes (the summary's ``launch``; 1 in summaries older than it) x ``gradient_accumulation_steps``
+    completions, each used ``num_iterations`` times.
 
     >>> completions_per_step({"grpo": {"per_device_train_batch_size": 128, "num_iterations": 1}})
     128
     >>> completions_per_step({"ppo": {"per_device_train_batch_size": 64, "num_iterations": 2}})
     32
+    >>> completions_per_step({"ppo": {"per_device_train_batch_size": 64, "num_iterations": 2},
+    ...                       "launch": {"num_processes": 2}})
+    64
     """
     args = summary.get("grpo") or summary.get("ppo") or {}
-    per_step = (args.get("per_device_train_batch_size", 0) * args.get("world_size", 1)
-                * args.get("gradient_accumulation_steps", 1))
+    processes = summary.get("launch", {}).get("num_processes", 1)
+    per_step = args.get("per_device_train_batch_size", 0) * processes * args.get("gradient_accumulation_steps", 1)
     if not per_step or per_step % args.get("num_iterations", 1):
         raise ValueError("a summary without the batch settings that give completions per step")
     return per_step // args.get("num_iterations", 1)
