@@ -70,6 +70,19 @@ def images():
 
 
 @pytest.fixture
+def free_port():
+    """A function giving a free local TCP port, for the rendezvous of spawned gloo processes."""
+    import socket
+
+    def get() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    return get
+
+
+@pytest.fixture
 def kill_part_way():
     """Run a command line in a subprocess and SIGKILL it once ``out`` holds ``lines`` lines.
 

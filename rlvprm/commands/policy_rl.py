@@ -80,9 +80,9 @@ SUMMARIES = {"grpo": "grpo_summary.json", "ppo": "ppo_summary.json"}  # command 
 def summary_path(folder: str | Path) -> Path:
     """The summary :func:`finish_run` wrote into the run folder ``folder`` (``grpo_summary.json`` or
     ``ppo_summary.json``); FileNotFoundError when there is no folder, no summary, or both."""
-    found = [Path(folder) / name for name in SUMMARIES.values() if (Path(folder) / name).is_file()]
     if not Path(folder).is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
+    found = [Path(folder) / name for name in SUMMARIES.values() if (Path(folder) / name).is_file()]
     if len(found) != 1:
         what = "both " + " and ".join(SUMMARIES.values()) if found else f"no {' or '.join(SUMMARIES.values())}"
         raise FileNotFoundError(f"{folder} has {what}: give the output folder of one finished `rlvprm grpo` or "
@@ -212,11 +212,13 @@ def finish_run(name: str, trainer, cfg: PolicyRLConfig, args, parts: RunParts, r
     }
     if hasattr(trainer, "compute"):  # counted training compute (rlvprm.rl.trainer), what `rlvprm compare` amortises
         counts = trainer.compute or {}
+        trained = int(trainer.state.num_input_tokens_seen)
         summary["compute"] = {"tokens_generated": counts.get("tokens/generated", 0),
                               "prm_tokens_scored": counts.get("prm/tokens_scored", 0),
-                              "policy_tokens_trained": int(trainer.state.num_input_tokens_seen)}
-        # PPO's critic reads and trains on the policy's batches (rollout pass and epochs left out, as for the policy)
-        summary["compute"]["critic_tokens_trained"] = summary["compute"]["policy_tokens_trained"] if name == "ppo" else 0
+                              "policy_tokens_trained": trained,
+                              # PPO's critic trains on the policy's batches (its rollout pass and the
+                              # epochs left out, as for the policy); GRPO has no critic
+                              "critic_tokens_trained": trained if hasattr(trainer, "critic") else 0}
     if trainer.accelerator.is_main_process:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(args.output_dir) / SUMMARIES[name]).write_text(json.dumps(summary, indent=2) + "\n")

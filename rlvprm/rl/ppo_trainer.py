@@ -18,8 +18,9 @@ So PPO here is the GRPO seam of ``rlvprm.rl.trainer`` with the advantages built 
    1); advantages are whitened over the real tokens of the whole batch (all processes).
 4. The policy loss is TRL's, with its KL term off (the KL is in the reward). Beside it, on the same
    micro-batch, the critic takes a step on the clipped value loss (a token mean over the batch of
-   every process, like TRL's ``dapo`` loss) with its own optimizer and learning rate. For the first ``value_warmup_steps`` optimiser steps the advantages are zero, so
-   only the critic learns (with TRL's default ``weight_decay`` 0 the policy does not move at all).
+   every process, like TRL's ``dapo`` loss) with its own optimizer and learning rate. For the first
+   ``value_warmup_steps`` optimiser steps the advantages are zero, so only the critic learns (with
+   TRL's default ``weight_decay`` 0 the policy does not move at all).
 
 ``beta`` is TRL's option with PPO's meaning: the KL coefficient in the reward, not a loss term; with
 ``beta > 0`` TRL keeps the reference model as in GRPO. Checkpoints hold the critic and its optimizer

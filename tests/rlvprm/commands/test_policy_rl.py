@@ -53,7 +53,7 @@ CASES = {  # id: (recipe, options beyond the tiny policy and world)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
-def test_two_processes_from_the_recipe_launch_line(case, tiny_models, tmp_path):
+def test_two_processes_from_the_recipe_launch_line(case, tiny_models, tmp_path, free_port):
     """Each recipe's own `accelerate launch` line (its accelerate config: DDP over gloo for the CPU
     recipes, DeepSpeed ZeRO-2 or ZeRO-3 on DeepSpeed's CPU accelerator for the GPU ones) with two
     processes runs two steps end to end; PPO saves its critic, and the ZeRO-3 PPO run resumes from
@@ -62,7 +62,7 @@ def test_two_processes_from_the_recipe_launch_line(case, tiny_models, tmp_path):
     words = launch_line(recipe)
     command = words[words.index("-m") + 2]
     launch = [str(Path(sys.executable).parent / "accelerate"), "launch", *words[2:words.index("-m")], "--num_processes", "2",
-              "--main_process_port", str(_free_port())]
+              "--main_process_port", str(free_port())]
     world = write_world(tmp_path / "world", seed=0, num_prompts=10, num_vpb=1, num_sft=1, progress=False)
     out = tmp_path / "run"
     tiny = ["--policy", tiny_models("qwen2-vl"), "--data", str(world.prompts), "--image-root", str(world.prompts.parent),
@@ -93,11 +93,3 @@ def test_two_processes_from_the_recipe_launch_line(case, tiny_models, tmp_path):
         assert resumed.stderr.count(f"critic and its optimizer restored from {out / 'checkpoint-2' / 'critic'}") == 2  # both processes
         summary = json.loads((out / "ppo_summary.json").read_text())
         assert [h["step"] for h in summary["log_history"] if "loss" in h][-1] == 3
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -7,7 +7,6 @@ steps, and one with a NaN score.
 
 import math
 import os
-import socket
 
 import pytest
 import torch
@@ -67,12 +66,6 @@ def _worker(rank: int, port: int, queue) -> None:
     state.destroy_process_group()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def one_process(method: str, outcome_weight: float):
     parts = [make_batch(range(p * ROWS, (p + 1) * ROWS), num_tokens=9 + 3 * p) for p in range(2)]
     width = max(c.shape[1] for _, c in parts)
@@ -93,7 +86,7 @@ def one_process(method: str, outcome_weight: float):
     return [advantages[p * ROWS : (p + 1) * ROWS, : parts[p][1].shape[1]] for p in range(2)], unscored
 
 
-def test_two_processes_equal_one():
+def test_two_processes_equal_one(free_port):
     context = mp.get_context("spawn")
     queue = context.Queue()
     port = free_port()

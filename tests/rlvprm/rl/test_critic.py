@@ -91,16 +91,13 @@ def _critic_worker(rank: int, port: int, model: str, queue) -> None:
     accelerator.state.destroy_process_group()
 
 
-def test_two_processes_step_the_critic_as_one_accumulating_both_halves(tiny_models):
+def test_two_processes_step_the_critic_as_one_accumulating_both_halves(tiny_models, free_port):
     """Each process's micro-batch loss is its own token mean; the step averages the gradients over
     processes, which is what one process accumulating the same two micro-batches steps on."""
     import multiprocessing as mp
-    import socket
 
     model = tiny_models("qwen2-vl")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     context = mp.get_context("spawn")
     queue = context.Queue()
     procs = [context.Process(target=_critic_worker, args=(rank, port, model, queue)) for rank in range(2)]

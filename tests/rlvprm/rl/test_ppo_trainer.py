@@ -129,15 +129,12 @@ def _deepspeed_worker(stage: int, port: int, policy: str, prompts: str, out: str
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", [2, 3])
-def test_critic_under_deepspeed_on_the_cpu(stage, tiny_models, world, tmp_path):
+def test_critic_under_deepspeed_on_the_cpu(stage, tiny_models, world, tmp_path, free_port):
     """The critic as a DeepSpeed engine of its own (ZeRO-2 and ZeRO-3 configs of recipes/launch), one
     CPU process: PPO steps, the checkpoint holds the critic's DeepSpeed state, and resuming restores it."""
     import multiprocessing as mp
-    import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     context = mp.get_context("spawn")
     queue = context.Queue()
     out = tmp_path / "out"
@@ -233,13 +230,9 @@ def _update_worker(world_size: int, rank: int, port: int, policy: str, prompts: 
     queue.put(rank)
 
 
-def _run_update(world_size: int, tmp_path, policy: str, prompts: str) -> tuple[dict, list]:
+def _run_update(world_size: int, port: int, tmp_path, policy: str, prompts: str) -> tuple[dict, list]:
     import multiprocessing as mp
-    import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     context = mp.get_context("spawn")
     queue = context.Queue()
     procs = [context.Process(target=_update_worker, args=(world_size, rank, port, policy, prompts,
@@ -257,14 +250,14 @@ def _run_update(world_size: int, tmp_path, policy: str, prompts: str) -> tuple[d
     return grads, rollouts
 
 
-def test_two_processes_make_the_update_of_one(tiny_models, world, tmp_path):
+def test_two_processes_make_the_update_of_one(tiny_models, world, tmp_path, free_port):
     """A whole PPO run (rewards, values, GAE, whitening, the clipped policy loss, the critic's value
     loss, 2 rollouts x 2 epochs) under two gloo processes applies the same gradients to the policy and
     the critic as one process with the same completions; the completions' token counts differ, so a
     loss normalised per process would not."""
     policy = tiny_models("qwen2-vl")
-    one_grads, one_rollouts = _run_update(1, tmp_path, policy, str(world.prompts))
-    two_grads, two_rollouts = _run_update(2, tmp_path, policy, str(world.prompts))
+    one_grads, one_rollouts = _run_update(1, free_port(), tmp_path, policy, str(world.prompts))
+    two_grads, two_rollouts = _run_update(2, free_port(), tmp_path, policy, str(world.prompts))
 
     assert len(one_rollouts) == len(two_rollouts) == 2
     for one, two in zip(one_rollouts, two_rollouts):
